@@ -1,0 +1,74 @@
+// Reading and writing heliosmig.helios_migrations and helios_migration_logs.
+//
+// Writes run as the catalog's owner (the tables are not writable by PUBLIC);
+// the row-level trigger checks every state change against
+// catalog::is_legal_transition. Everything here runs in the caller's
+// transaction: a migration row and its log become visible together when the
+// caller commits, and vanish together if it aborts.
+#pragma once
+
+#include "heliosmig/catalog/state.hpp"
+#include "heliosmig/pg/postgres.hpp"
+
+#include <optional>
+#include <string>
+
+namespace heliosmig::catalog {
+
+struct NewMigration {
+    Oid table_oid = InvalidOid;
+    std::string table_name; // schema-qualified, quoted as needed
+    std::string operation;  // human-readable statement
+    std::string operation_class;
+    std::string ddl;       // as the user wrote it
+    std::string statement; // PostgreSQL syntax heliosmig runs
+    std::string search_path;
+    std::string mode;
+    int chunk_size = 0;
+    int throttle_io = 0;
+    bool shadow_traffic = false;
+    bool auto_cutover = true;
+    std::string lock_mode;
+    Oid started_by = InvalidOid;
+};
+
+struct Migration {
+    std::string id;
+    State state = State::Created;
+    std::optional<State> paused_from;
+    Oid table_oid = InvalidOid;
+    std::string table_name;
+    std::string operation_class;
+    std::string rollback_feasibility;
+};
+
+enum class LogLevel { Info, Warning, Error };
+
+// Inserts a migration in state CREATED and returns its id. Fails with a clear
+// error if the table already has an active migration.
+std::string create_migration(const NewMigration& m);
+
+// Reads a migration and locks its row (FOR UPDATE) so that concurrent control
+// calls on the same migration serialize; nullopt if it does not exist or the
+// caller may not see it.
+std::optional<Migration> lock_migration(const std::string& id);
+
+// The id of the table's active (non-terminal) migration, if any.
+std::optional<std::string> active_migration_for_table(Oid table_oid);
+
+// Moves a migration to `to`, records the time it entered the state, and logs
+// the transition. Illegal transitions raise an error.
+void transition(const std::string& id, State to, const std::string& message);
+
+// Appends an event to the migration's log; details is a JSON object or empty.
+void log_event(const std::string& id, LogLevel level, const std::string& event,
+               const std::string& message, const std::string& details_json = {});
+
+// Records what taking the table lock cost: attempts and total wait.
+void record_lock_wait(const std::string& id, int attempts, double waited_ms);
+
+void set_rollback_feasibility(const std::string& id, const std::string& feasibility);
+
+void request_cutover(const std::string& id, bool force);
+
+} // namespace heliosmig::catalog

@@ -1,0 +1,32 @@
+// Running a migration from start to end state.
+//
+// Metadata-only migrations (and explicitly offline ones) run synchronously in
+// the caller's transaction: CREATED -> PLANNING -> CUTOVER -> COMPLETED, the
+// statement itself run with lock safety (engine/lock_retry.hpp). The classes
+// that need the online engines (native-concurrent builds, ghost-table
+// rewrites) are refused with a clear "not supported yet" error, before
+// anything is recorded.
+#pragma once
+
+#include "heliosmig/plan/options.hpp"
+#include "heliosmig/plan/statement.hpp"
+
+#include <string>
+
+namespace heliosmig::engine {
+
+struct StartResult {
+    std::string migration_id;
+    std::string final_state;
+};
+
+// Plans, records and runs the statement. The statement must be resolved
+// (plan::resolve_target). Errors leave nothing behind: the caller's
+// transaction (or the hook's statement) rolls back with them.
+StartResult start_migration(plan::Statement& statement, const plan::MigrationOptions& options);
+
+// Runs a statement with lock safety but without tracking it (heliosmig.intercept
+// = rewrites for statements that need no migration).
+void run_untracked(const plan::Statement& statement);
+
+} // namespace heliosmig::engine

@@ -1,0 +1,57 @@
+// A DDL statement heliosmig can run as a migration: parsed by PostgreSQL's
+// parser, its migration options taken out, its target table resolved.
+#pragma once
+
+#include "heliosmig/plan/options.hpp"
+#include "heliosmig/pg/postgres.hpp"
+
+extern "C" {
+#include "nodes/parsenodes.h"
+}
+
+#include <string>
+
+namespace heliosmig::plan {
+
+enum class StatementKind {
+    AlterTable,  // ALTER TABLE t <subcommands>
+    Rename,      // ALTER TABLE t RENAME [COLUMN] a TO b / RENAME CONSTRAINT / RENAME TO
+    DropIndex,   // DROP INDEX [CONCURRENTLY] i
+    CreateIndex, // CREATE [UNIQUE] INDEX [CONCURRENTLY] ...
+};
+
+struct Statement {
+    StatementKind kind = StatementKind::AlterTable;
+    Node* tree = nullptr;    // the utility statement, without migration options
+    std::string source;      // text the tree's locations refer to (may hold more statements)
+    std::string sql;         // this statement alone, in PostgreSQL syntax
+    std::string ddl;         // as the user wrote it
+    std::string operation;   // one-line description, for show_migrations()
+    OptionList options;      // migration options found in the statement
+    Oid relid = InvalidOid;  // the table being changed
+    char relkind = 0;
+    std::string table_name;  // schema-qualified, quoted
+};
+
+// The table's name, schema-qualified and quoted as needed.
+std::string qualified_table_name(Oid relid);
+
+// Whether heliosmig knows this kind of utility statement at all.
+bool is_migratable_node(const Node* node);
+
+// Parses text (which may use the specification's spellings) into exactly one
+// statement. Errors: syntax errors, more than one statement, statements that
+// are not ALTER TABLE / CREATE INDEX / DROP INDEX / RENAME, unknown tables.
+Statement parse_statement(const std::string& ddl);
+
+// Builds a Statement from a tree the ProcessUtility hook received; location
+// and length delimit it in source (length 0: to the end). The tree is copied;
+// migration options are stripped from the copy.
+Statement statement_from_tree(Node* tree, const char* source, int location = 0, int length = 0);
+
+// Resolves the target table and checks it can be migrated by the current user:
+// it must exist, be an ordinary or partitioned table, not be temporary, and be
+// owned by the user. Takes no lock.
+void resolve_target(Statement& statement);
+
+} // namespace heliosmig::plan

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs heliosmig's whole test suite on this machine, as root: installs what is
+# missing, builds with warnings as errors, starts a throwaway cluster as the
+# postgres user on a private port and socket, runs the regression, isolation
+if [ "$(id -u)" -ne 0 ]; then
+    echo "run as root: it installs packages and runs PostgreSQL as the postgres user" >&2
+    exit 2
+fi
+
+hm_install_deps
+hm_build_and_install
+
+work=$(mktemp -d /tmp/heliosmig-test.XXXXXX)
+port=${HELIOSMIG_TEST_PORT:-54329}
+trap 'hm_cluster_stop "$work/cluster"; show_failures' EXIT
+show_failures() {
+    for f in "$HM_ROOT"/regression.diffs "$HM_ROOT"/output_iso/regression.diffs; do
+        [ -s "$f" ] && { echo "---- $f"; head -c 20000 "$f"; }
+    done
+    return 0
+}
+
+hm_cluster_start "$work/cluster" "$port"
+hm_log "cluster on port $port, socket $PGHOST"
+
+status=0
+cd "$HM_ROOT"
+rm -rf results output_iso regression.diffs regression.out
+
+hm_log "regression tests"
+make installcheck-regress PG_CONFIG="$PG_BIN/pg_config" || status=1
+hm_log "isolation tests"
+make installcheck-isolation PG_CONFIG="$PG_BIN/pg_config" || status=1
+if [ $status -eq 0 ]; then echo "heliosmig: all test suites passed"; else echo "heliosmig: TESTS FAILED"; fi
+exit $status

@@ -1,0 +1,295 @@
+-- heliosmig 0.1.0: catalog, state machine guard and SQL API.
+\echo Use "CREATE EXTENSION heliosmig" to load this file. \quit
+
+------------------------------------------------------------------------------
+-- Catalog
+------------------------------------------------------------------------------
+
+-- One row per migration. Written only by heliosmig's functions (as the
+-- extension's owner); readable by everyone, filtered by row security to the
+-- migrations of tables a role owns (superusers and pg_monitor see all).
+CREATE TABLE heliosmig.helios_migrations (
+    migration_id         uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+    state                text NOT NULL DEFAULT 'CREATED'
+        CHECK (state IN ('CREATED', 'PLANNING', 'PREPARING', 'COPYING', 'SYNCHRONIZING',
+                         'VALIDATING', 'READY', 'CUTOVER', 'COMPLETED', 'PAUSED',
+                         'ROLLING_BACK', 'ROLLED_BACK', 'FAILED')),
+    paused_from          text,
+    table_oid            oid NOT NULL,
+    table_name           text NOT NULL,
+    operation            text NOT NULL,
+    operation_class      text NOT NULL
+        CHECK (operation_class IN ('metadata', 'native_concurrent', 'rewrite', 'offline')),
+    ddl                  text NOT NULL,
+    statement            text NOT NULL,
+    search_path          text NOT NULL,
+    mode                 text NOT NULL CHECK (mode IN ('online', 'offline')),
+    chunk_size           integer NOT NULL CHECK (chunk_size BETWEEN 1 AND 1000000),
+    throttle_io          integer NOT NULL CHECK (throttle_io BETWEEN 1 AND 100),
+    shadow_traffic       boolean NOT NULL,
+    auto_cutover         boolean NOT NULL,
+    cutover_requested    boolean NOT NULL DEFAULT false,
+    cutover_force        boolean NOT NULL DEFAULT false,
+    lock_mode            text NOT NULL,
+    lock_attempts        integer NOT NULL DEFAULT 0,
+    lock_wait            interval NOT NULL DEFAULT '0',
+    rows_total           bigint,
+    rows_copied          bigint NOT NULL DEFAULT 0,
+    error                text,
+    rollback_feasibility text NOT NULL DEFAULT 'SAFE'
+        CHECK (rollback_feasibility IN ('SAFE', 'RISKY', 'IMPOSSIBLE')),
+    started_by           regrole NOT NULL,
+    created_at           timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    updated_at           timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    finished_at          timestamptz,
+    -- when each state was (last) entered: {"PLANNING": "2026-...", ...}
+    state_entered_at     jsonb NOT NULL DEFAULT '{}'
+);
+
+-- One migration per table at a time, enforced even against concurrent starts.
+CREATE UNIQUE INDEX helios_migrations_one_active_per_table
+    ON heliosmig.helios_migrations (table_oid)
+    WHERE state NOT IN ('COMPLETED', 'ROLLED_BACK', 'FAILED');
+
+CREATE INDEX helios_migrations_created_at ON heliosmig.helios_migrations (created_at);
+
+-- Every transition and notable event, in order.
+CREATE TABLE heliosmig.helios_migration_logs (
+    log_id       bigserial PRIMARY KEY,
+    migration_id uuid NOT NULL REFERENCES heliosmig.helios_migrations ON DELETE CASCADE,
+    logged_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    level        text NOT NULL CHECK (level IN ('INFO', 'WARNING', 'ERROR')),
+    event        text NOT NULL,
+    from_state   text,
+    to_state     text,
+    message      text NOT NULL,
+    details      jsonb
+);
+
+CREATE INDEX helios_migration_logs_migration ON heliosmig.helios_migration_logs (migration_id, log_id);
+
+-- Keep migration history across pg_dump / restore.
+SELECT pg_catalog.pg_extension_config_dump('heliosmig.helios_migrations', '');
+SELECT pg_catalog.pg_extension_config_dump('heliosmig.helios_migration_logs', '');
+SELECT pg_catalog.pg_extension_config_dump('heliosmig.helios_migration_logs_log_id_seq', '');
+
+------------------------------------------------------------------------------
+-- State machine guard: only legal transitions, whoever writes the row.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION heliosmig.is_legal_transition(from_state text, to_state text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'heliosmig_is_legal_transition'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION heliosmig.enforce_transition()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.state <> 'CREATED' THEN
+            RAISE EXCEPTION 'a migration must start in state CREATED, not %', NEW.state
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        RETURN NEW;
+    END IF;
+    IF NEW.state IS DISTINCT FROM OLD.state THEN
+        IF NOT heliosmig.is_legal_transition(OLD.state, NEW.state)
+           OR (OLD.state = 'PAUSED' AND NEW.state NOT IN ('ROLLING_BACK', 'FAILED')
+               AND NEW.state IS DISTINCT FROM OLD.paused_from) THEN
+            RAISE EXCEPTION 'illegal migration state transition % -> %', OLD.state, NEW.state
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('migration %s', OLD.migration_id);
+        END IF;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER enforce_transition
+    BEFORE INSERT OR UPDATE ON heliosmig.helios_migrations
+    FOR EACH ROW EXECUTE FUNCTION heliosmig.enforce_transition();
+
+------------------------------------------------------------------------------
+-- Who sees what
+------------------------------------------------------------------------------
+
+REVOKE ALL ON heliosmig.helios_migrations, heliosmig.helios_migration_logs FROM PUBLIC;
+GRANT SELECT ON heliosmig.helios_migrations, heliosmig.helios_migration_logs TO PUBLIC;
+GRANT USAGE ON SCHEMA heliosmig TO PUBLIC;
+
+-- A migration is visible to the owner of its table, pg_monitor and superusers.
+CREATE FUNCTION heliosmig.can_see_table(table_oid oid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.pg_has_role(current_user, 'pg_monitor', 'USAGE')
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                    WHERE c.oid = table_oid
+                      AND pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE'))
+$$;
+
+ALTER TABLE heliosmig.helios_migrations ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible_to_table_owner ON heliosmig.helios_migrations
+    FOR SELECT USING (heliosmig.can_see_table(table_oid));
+
+ALTER TABLE heliosmig.helios_migration_logs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible_to_table_owner ON heliosmig.helios_migration_logs
+    FOR SELECT USING (EXISTS (SELECT 1 FROM heliosmig.helios_migrations m
+                               WHERE m.migration_id = helios_migration_logs.migration_id));
+
+------------------------------------------------------------------------------
+-- API: start, control, explain
+------------------------------------------------------------------------------
+
+CREATE FUNCTION heliosmig.start(
+    ddl            text,
+    mode           text    DEFAULT 'online',
+    chunk_size     integer DEFAULT 10000,
+    throttle_io    integer DEFAULT 100,
+    shadow_traffic boolean DEFAULT false,
+    auto_cutover   boolean DEFAULT true)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'heliosmig_start'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION heliosmig.pause(migration_id uuid)
+RETURNS text
+AS 'MODULE_PATHNAME', 'heliosmig_pause'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION heliosmig.resume(migration_id uuid)
+RETURNS text
+AS 'MODULE_PATHNAME', 'heliosmig_resume'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION heliosmig.rollback(migration_id uuid)
+RETURNS text
+AS 'MODULE_PATHNAME', 'heliosmig_rollback'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION heliosmig.cutover(migration_id uuid, force boolean DEFAULT false)
+RETURNS text
+AS 'MODULE_PATHNAME', 'heliosmig_cutover'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION heliosmig.explain(
+    ddl text,
+    OUT table_name      text,
+    OUT operation       text,
+    OUT operation_class text,
+    OUT runs_online     boolean,
+    OUT copies_data     boolean,
+    OUT lock_mode       text,
+    OUT reason          text,
+    OUT steps           text[])
+RETURNS record
+AS 'MODULE_PATHNAME', 'heliosmig_explain'
+LANGUAGE C STRICT VOLATILE;
+
+------------------------------------------------------------------------------
+-- Monitoring: the spec's SHOW MIGRATIONS / SHOW MIGRATION
+------------------------------------------------------------------------------
+
+CREATE FUNCTION heliosmig.format_progress(m heliosmig.helios_migrations)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN m.operation_class IN ('metadata', 'offline') THEN
+            CASE WHEN m.state = 'COMPLETED' THEN '100% (no data copy)' ELSE '0% (no data copy)' END
+        WHEN m.rows_total IS NULL OR m.rows_total = 0 THEN
+            CASE WHEN m.state = 'COMPLETED' THEN '100%' ELSE '0%' END
+        ELSE format('%s%% (%s/%s rows)',
+                    least(100, floor(100.0 * m.rows_copied / m.rows_total))::int,
+                    m.rows_copied, m.rows_total)
+    END
+$$;
+
+CREATE FUNCTION heliosmig.format_rollback(m heliosmig.helios_migrations)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE m.rollback_feasibility
+        WHEN 'SAFE' THEN 'Available'
+        WHEN 'RISKY' THEN 'Risky (within cutover window)'
+        ELSE 'Not available (create an inverse migration)'
+    END
+$$;
+
+CREATE FUNCTION heliosmig.show_migrations(only_active boolean DEFAULT false)
+RETURNS TABLE (
+    migration_id uuid,
+    table_name   text,
+    operation    text,
+    status       text,
+    progress     text,
+    elapsed      interval,
+    remaining    interval,
+    rollback     text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.migration_id, m.table_name, m.operation, m.state,
+           heliosmig.format_progress(m),
+           date_trunc('second', coalesce(m.finished_at, clock_timestamp()) - m.created_at),
+           CASE
+               WHEN m.state IN ('COMPLETED', 'ROLLED_BACK', 'FAILED') THEN interval '0'
+               WHEN m.rows_total > 0 AND m.rows_copied > 0 THEN
+                   date_trunc('second', (clock_timestamp() - m.created_at)
+                              * ((m.rows_total - least(m.rows_copied, m.rows_total))::float8
+                                 / m.rows_copied))
+           END,
+           heliosmig.format_rollback(m)
+      FROM heliosmig.helios_migrations m
+     WHERE NOT only_active OR m.state NOT IN ('COMPLETED', 'ROLLED_BACK', 'FAILED')
+     ORDER BY m.state IN ('COMPLETED', 'ROLLED_BACK', 'FAILED'), m.created_at DESC
+$$;
+
+CREATE FUNCTION heliosmig.show_migration(id uuid)
+RETURNS TABLE (
+    migration_id         uuid,
+    table_name           text,
+    operation            text,
+    status               text,
+    progress             text,
+    elapsed              interval,
+    remaining            interval,
+    rollback             text,
+    operation_class      text,
+    mode                 text,
+    chunk_size           integer,
+    throttle_io          integer,
+    shadow_traffic       boolean,
+    auto_cutover         boolean,
+    lock_mode            text,
+    lock_attempts        integer,
+    lock_wait            interval,
+    rollback_feasibility text,
+    error                text,
+    created_at           timestamptz,
+    finished_at          timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT s.migration_id, s.table_name, s.operation, s.status, s.progress, s.elapsed,
+           s.remaining, s.rollback, m.operation_class, m.mode, m.chunk_size, m.throttle_io,
+           m.shadow_traffic, m.auto_cutover, m.lock_mode, m.lock_attempts, m.lock_wait,
+           m.rollback_feasibility, m.error, m.created_at, m.finished_at
+      FROM heliosmig.show_migrations() s
+      JOIN heliosmig.helios_migrations m USING (migration_id)
+     WHERE s.migration_id = id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'migration % does not exist', id
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'heliosmig.show_migrations() lists the migrations you can see.';
+    END IF;
+END;
+$$;

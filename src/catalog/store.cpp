@@ -1,0 +1,207 @@
+// heliosmig's catalog tables (see include/heliosmig/catalog/store.hpp).
+#include "heliosmig/catalog/store.hpp"
+#include "heliosmig/pg/error.hpp"
+#include "heliosmig/pg/spi.hpp"
+
+extern "C" {
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "utils/syscache.h"
+#include "utils/lsyscache.h"
+}
+
+#include <fmt/format.h>
+
+namespace heliosmig::catalog {
+
+namespace {
+
+using pg::Value;
+
+std::string_view level_name(LogLevel level) {
+    switch (level) {
+    case LogLevel::Info:
+        return "INFO";
+    case LogLevel::Warning:
+        return "WARNING";
+    case LogLevel::Error:
+        return "ERROR";
+    }
+    return "INFO";
+}
+
+// The owner of heliosmig's catalog: writes run as this role.
+Oid catalog_owner() {
+    return pg::call([] {
+        Oid nsp = get_namespace_oid("heliosmig", false);
+        Oid rel = get_relname_relid("helios_migrations", nsp);
+        if (!OidIsValid(rel))
+            elog(ERROR, "heliosmig catalog is missing: run CREATE EXTENSION heliosmig");
+        HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
+        if (!HeapTupleIsValid(tuple))
+            elog(ERROR, "cache lookup failed for relation %u", rel);
+        Oid owner = ((Form_pg_class)GETSTRUCT(tuple))->relowner;
+        ReleaseSysCache(tuple);
+        return owner;
+    });
+}
+
+// Writes as the catalog owner: the caller may own the table being migrated
+// without having any privilege on heliosmig's catalog.
+class CatalogWriter {
+public:
+    CatalogWriter() : as_owner_(catalog_owner()) {}
+    pg::Rows query(std::string_view sql, const std::vector<Value>& params = {}) {
+        return spi_.query(sql, params);
+    }
+
+private:
+    pg::UserScope as_owner_;
+    pg::Spi spi_;
+};
+
+std::string bool_text(bool b) {
+    return b ? "true" : "false";
+}
+
+} // namespace
+
+std::string create_migration(const NewMigration& m) {
+    if (auto active = active_migration_for_table(m.table_oid))
+        pg::raise(ERRCODE_OBJECT_IN_USE,
+                  fmt::format("table {} already has an active migration", m.table_name),
+                  fmt::format("Migration {} is still running.", *active),
+                  "Only one migration per table runs at a time: wait for it to finish, or "
+                  "cancel it with heliosmig.rollback().");
+
+    CatalogWriter writer;
+    pg::Rows rows = writer.query(
+        "INSERT INTO heliosmig.helios_migrations"
+        " (table_oid, table_name, operation, operation_class, ddl, statement, search_path,"
+        "  mode, chunk_size, throttle_io, shadow_traffic, auto_cutover, lock_mode, started_by,"
+        "  state_entered_at)"
+        " VALUES ($1::oid, $2, $3, $4, $5, $6, $7, $8, $9::int, $10::int, $11::bool,"
+        "  $12::bool, $13, $14::oid::regrole,"
+        "  pg_catalog.jsonb_build_object('CREATED', pg_catalog.clock_timestamp()))"
+        " RETURNING migration_id::text",
+        {std::to_string(m.table_oid), m.table_name, m.operation, m.operation_class, m.ddl,
+         m.statement, m.search_path, m.mode, std::to_string(m.chunk_size),
+         std::to_string(m.throttle_io), bool_text(m.shadow_traffic), bool_text(m.auto_cutover),
+         m.lock_mode, std::to_string(m.started_by)});
+    std::string id = *rows.rows.at(0).at(0);
+    writer.query("INSERT INTO heliosmig.helios_migration_logs"
+                 " (migration_id, level, event, to_state, message, details)"
+                 " VALUES ($1::uuid, 'INFO', 'created', 'CREATED', $2,"
+                 "  pg_catalog.jsonb_build_object('ddl', $3, 'statement', $4))",
+                 {id, fmt::format("migration created for {}", m.table_name), m.ddl, m.statement});
+    return id;
+}
+
+std::optional<Migration> lock_migration(const std::string& id) {
+    // Read through the caller's own visibility (row security applies), then
+    // lock the row as the catalog owner.
+    pg::Spi spi;
+    pg::Rows visible =
+        spi.query("SELECT 1 FROM heliosmig.helios_migrations WHERE migration_id = $1::uuid", {id});
+    if (visible.rows.empty())
+        return std::nullopt;
+
+    CatalogWriter writer;
+    pg::Rows rows = writer.query(
+        "SELECT migration_id::text, state, paused_from, table_oid::text, table_name,"
+        "       operation_class, rollback_feasibility"
+        "  FROM heliosmig.helios_migrations WHERE migration_id = $1::uuid FOR UPDATE",
+        {id});
+    if (rows.rows.empty())
+        return std::nullopt;
+    const pg::Row& r = rows.rows.front();
+    Migration m;
+    m.id = *r[0];
+    m.state = parse_state(*r[1]).value_or(State::Failed);
+    if (r[2])
+        m.paused_from = parse_state(*r[2]);
+    m.table_oid = static_cast<Oid>(std::stoul(*r[3]));
+    m.table_name = *r[4];
+    m.operation_class = *r[5];
+    m.rollback_feasibility = *r[6];
+    return m;
+}
+
+std::optional<std::string> active_migration_for_table(Oid table_oid) {
+    // As the catalog owner: a migration on the table blocks DDL whoever started it.
+    CatalogWriter reader;
+    pg::Rows rows = reader.query("SELECT migration_id::text FROM heliosmig.helios_migrations"
+                                 " WHERE table_oid = $1::oid"
+                                 "   AND state NOT IN ('COMPLETED', 'ROLLED_BACK', 'FAILED')",
+                                 {std::to_string(table_oid)});
+    if (rows.rows.empty())
+        return std::nullopt;
+    return rows.rows.front().front();
+}
+
+void transition(const std::string& id, State to, const std::string& message) {
+    const std::string to_name(state_name(to));
+    CatalogWriter writer;
+    pg::Rows from = writer.query(
+        "SELECT state FROM heliosmig.helios_migrations WHERE migration_id = $1::uuid FOR UPDATE",
+        {id});
+    if (from.rows.empty())
+        pg::raise(ERRCODE_UNDEFINED_OBJECT, fmt::format("migration {} does not exist", id));
+    const std::string from_name = *from.rows.front().front();
+
+    // The trigger rejects illegal transitions; PAUSED remembers where to resume.
+    writer.query("UPDATE heliosmig.helios_migrations SET"
+                 "  state = $2,"
+                 "  paused_from = CASE WHEN $2 = 'PAUSED' THEN state END,"
+                 "  updated_at = pg_catalog.clock_timestamp(),"
+                 "  finished_at = CASE WHEN $2 IN ('COMPLETED', 'ROLLED_BACK', 'FAILED')"
+                 "                     THEN pg_catalog.clock_timestamp() END,"
+                 "  error = CASE WHEN $2 = 'FAILED' THEN $3 ELSE error END,"
+                 "  state_entered_at = state_entered_at"
+                 "      || pg_catalog.jsonb_build_object($2, pg_catalog.clock_timestamp())"
+                 " WHERE migration_id = $1::uuid",
+                 {id, to_name, message});
+    writer.query("INSERT INTO heliosmig.helios_migration_logs"
+                 " (migration_id, level, event, from_state, to_state, message)"
+                 " VALUES ($1::uuid, CASE WHEN $3 = 'FAILED' THEN 'ERROR' ELSE 'INFO' END,"
+                 "         'transition', $2, $3, $4)",
+                 {id, from_name, to_name, message});
+}
+
+void log_event(const std::string& id, LogLevel level, const std::string& event,
+               const std::string& message, const std::string& details_json) {
+    CatalogWriter writer;
+    writer.query("INSERT INTO heliosmig.helios_migration_logs"
+                 " (migration_id, level, event, message, details)"
+                 " VALUES ($1::uuid, $2, $3, $4, $5::jsonb)",
+                 {id, std::string(level_name(level)), event, message,
+                  details_json.empty() ? Value() : Value(details_json)});
+}
+
+void record_lock_wait(const std::string& id, int attempts, double waited_ms) {
+    CatalogWriter writer;
+    writer.query("UPDATE heliosmig.helios_migrations SET"
+                 "  lock_attempts = lock_attempts + $2::int,"
+                 "  lock_wait = lock_wait + pg_catalog.make_interval(secs => $3::float8 / 1000),"
+                 "  updated_at = pg_catalog.clock_timestamp()"
+                 " WHERE migration_id = $1::uuid",
+                 {id, std::to_string(attempts), fmt::format("{:.3f}", waited_ms)});
+}
+
+void set_rollback_feasibility(const std::string& id, const std::string& feasibility) {
+    CatalogWriter writer;
+    writer.query("UPDATE heliosmig.helios_migrations SET rollback_feasibility = $2"
+                 " WHERE migration_id = $1::uuid",
+                 {id, feasibility});
+}
+
+void request_cutover(const std::string& id, bool force) {
+    CatalogWriter writer;
+    writer.query("UPDATE heliosmig.helios_migrations SET cutover_requested = true,"
+                 "  cutover_force = $2::bool, updated_at = pg_catalog.clock_timestamp()"
+                 " WHERE migration_id = $1::uuid",
+                 {id, bool_text(force)});
+}
+
+} // namespace heliosmig::catalog

@@ -1,0 +1,71 @@
+// Lock safety (see include/heliosmig/engine/lock_retry.hpp).
+#include "heliosmig/engine/lock_retry.hpp"
+#include "heliosmig/settings/settings.hpp"
+
+extern "C" {
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "portability/instr_time.h"
+#include "storage/latch.h"
+#include "utils/wait_event.h"
+}
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace heliosmig::engine {
+
+namespace {
+
+constexpr double kFirstPauseMs = 10.0;
+
+} // namespace
+
+int lock_timeout_ms_setting() {
+    return settings::lock_timeout_ms();
+}
+
+int lock_retries_setting() {
+    return settings::lock_retries();
+}
+
+double now_ms() {
+    instr_time t;
+    INSTR_TIME_SET_CURRENT(t);
+    return INSTR_TIME_GET_MILLISEC(t);
+}
+
+bool is_retryable_lock_error(const pg::Error& error) {
+    return error.sqlerrcode() == ERRCODE_LOCK_NOT_AVAILABLE ||
+           error.sqlerrcode() == ERRCODE_T_R_DEADLOCK_DETECTED;
+}
+
+// Exponential backoff capped at heliosmig.lock_retry_max_delay, with +-50%
+// jitter so that several waiting sessions do not retry in lockstep. The wait
+// is on the process latch: a cancel or terminate interrupts it at once.
+double pause_before_retry(int retry) {
+    const double cap = settings::lock_retry_max_delay_ms();
+    const double base = std::min(cap, kFirstPauseMs * std::pow(2.0, std::min(retry - 1, 20)));
+    const double jitter = 0.5 + pg::call([] { return pg_prng_double(&pg_global_prng_state); });
+    const long delay = std::max(1L, static_cast<long>(base * jitter));
+    pg::call([&] {
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, delay,
+                        PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    });
+    return static_cast<double>(delay);
+}
+
+void raise_lock_exhausted(const std::string& what, const LockWait& wait, const pg::Error& last) {
+    pg::raise(ERRCODE_LOCK_NOT_AVAILABLE,
+              fmt::format("could not get the locks for {} after {} attempts ({:.0f} ms)", what,
+                          wait.attempts, wait.waited_ms),
+              fmt::format("Last attempt: {}", last.message()),
+              "Another transaction holds a conflicting lock on the table for a long time: find "
+              "it in pg_locks and pg_stat_activity, or raise heliosmig.lock_retries.");
+}
+
+} // namespace heliosmig::engine

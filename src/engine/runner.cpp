@@ -1,0 +1,100 @@
+// Running migrations (see include/heliosmig/engine/runner.hpp).
+#include "heliosmig/engine/runner.hpp"
+#include "heliosmig/catalog/store.hpp"
+#include "heliosmig/engine/lock_retry.hpp"
+#include "heliosmig/plan/plan.hpp"
+#include "heliosmig/pg/error.hpp"
+#include "heliosmig/pg/utility.hpp"
+
+extern "C" {
+#include "catalog/namespace.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+}
+
+#include <fmt/format.h>
+
+namespace heliosmig::engine {
+
+namespace {
+
+using catalog::State;
+
+std::string current_search_path() {
+    return pg::call([] { return static_cast<const char*>(GetConfigOption("search_path", false, false)); });
+}
+
+[[noreturn]] void refuse(const plan::Statement& st, const plan::Plan& plan) {
+    pg::raise(ERRCODE_FEATURE_NOT_SUPPORTED,
+              plan.unsupported_why,
+              fmt::format("Statement: {}\nOperation class: {} ({}).", st.operation,
+                          plan::class_name(plan.cls), plan.reason),
+              "heliosmig never falls back to a blocking rewrite on its own. To run it the "
+              "ordinary, blocking way, pass mode => 'offline' to heliosmig.start(), or SET "
+              "heliosmig.intercept = off for plain DDL.");
+}
+
+// Runs the statement under lock safety; it sees the caller's search_path, as
+// if the user had typed it. Locks: whatever PostgreSQL takes for the statement,
+// acquired with heliosmig.lock_timeout and held until the caller commits.
+LockWait execute_with_lock_safety(const plan::Statement& st) {
+    return run_with_lock_retries(fmt::format("{}", st.operation),
+                                 [&] { pg::execute_utility(st.tree, st.source); });
+}
+
+} // namespace
+
+StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& options) {
+    plan::Plan plan = plan::make_plan(st, options);
+    if (!plan.supported)
+        refuse(st, plan);
+
+    catalog::NewMigration record;
+    record.table_oid = st.relid;
+    record.table_name = st.table_name;
+    record.operation = st.operation;
+    record.operation_class =
+        options.mode == plan::Mode::Offline && plan.cls != plan::OperationClass::Metadata
+            ? "offline"
+            : std::string(plan::class_name(plan.cls));
+    record.ddl = st.ddl;
+    record.statement = st.sql;
+    record.search_path = current_search_path();
+    record.mode = plan::mode_name(options.mode);
+    record.chunk_size = options.chunk_size;
+    record.throttle_io = options.throttle_io;
+    record.shadow_traffic = options.shadow_traffic;
+    record.auto_cutover = options.auto_cutover;
+    record.lock_mode = plan.lock_name;
+    record.started_by = pg::call([] { return GetUserId(); });
+
+    const std::string id = catalog::create_migration(record);
+    catalog::transition(id, State::Planning,
+                        fmt::format("classified as {}: {}", record.operation_class, plan.reason));
+    if (options.shadow_traffic)
+        catalog::log_event(id, catalog::LogLevel::Info, "option",
+                           "shadow traffic applies only to migrations that copy data; ignored");
+
+    catalog::transition(id, State::Cutover,
+                        fmt::format("taking {} on {} with lock_timeout and retries",
+                                    plan.lock_name, st.table_name));
+    LockWait wait = execute_with_lock_safety(st);
+    catalog::record_lock_wait(id, wait.attempts, wait.waited_ms);
+    catalog::log_event(id, catalog::LogLevel::Info, "lock_acquired",
+                       fmt::format("{} acquired after {} attempt(s), {:.1f} ms waiting",
+                                   plan.lock_name, wait.attempts, wait.waited_ms),
+                       fmt::format(R"({{"attempts": {}, "waited_ms": {:.3f}, "retries": {}}})",
+                                   wait.attempts, wait.waited_ms, wait.attempts - 1));
+
+    // A catalog change has no old copy to go back to: reverting means running
+    // the inverse statement as a new migration.
+    catalog::set_rollback_feasibility(id, "IMPOSSIBLE");
+    catalog::transition(id, State::Completed, "statement applied");
+    return {id, "COMPLETED"};
+}
+
+void run_untracked(const plan::Statement& st) {
+    (void)execute_with_lock_safety(st);
+}
+
+} // namespace heliosmig::engine

@@ -1,0 +1,156 @@
+// What the hook does with a statement (see include/heliosmig/hook/intercept.hpp).
+#include "heliosmig/hook/intercept.hpp"
+#include "heliosmig/catalog/store.hpp"
+#include "heliosmig/engine/runner.hpp"
+#include "heliosmig/plan/plan.hpp"
+#include "heliosmig/plan/statement.hpp"
+#include "heliosmig/pg/error.hpp"
+#include "heliosmig/settings/settings.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
+#include "nodes/makefuncs.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+}
+
+#include <fmt/format.h>
+
+namespace heliosmig::hook {
+
+namespace {
+
+struct Target {
+    Oid relid = InvalidOid;
+    bool exists = false;
+    bool is_table = false;
+    bool private_to_transaction = false; // temporary, or created by this transaction
+};
+
+// The table a statement is about, looked up without a lock and without
+// erroring: anything odd is left for PostgreSQL to report in its own words.
+Target find_target(Node* node) {
+    RangeVar* rv = nullptr;
+    Oid index = InvalidOid;
+    switch (nodeTag(node)) {
+    case T_AlterTableStmt:
+        rv = castNode(AlterTableStmt, node)->relation;
+        break;
+    case T_RenameStmt:
+        rv = castNode(RenameStmt, node)->relation;
+        break;
+    case T_IndexStmt:
+        rv = castNode(IndexStmt, node)->relation;
+        break;
+    case T_DropStmt: {
+        DropStmt* drop = castNode(DropStmt, node);
+        if (list_length(drop->objects) != 1)
+            return {};
+        List* names = castNode(List, linitial(drop->objects));
+        index = pg::call([&] {
+            return RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, true);
+        });
+        break;
+    }
+    default:
+        return {};
+    }
+    Target t;
+    t.relid = pg::call([&]() -> Oid {
+        if (rv != nullptr)
+            return RangeVarGetRelid(rv, NoLock, true);
+        if (OidIsValid(index) && get_rel_relkind(index) == RELKIND_INDEX)
+            return IndexGetRelation(index, true);
+        return InvalidOid;
+    });
+    if (!OidIsValid(t.relid))
+        return t;
+    t.exists = true;
+    Oid relid = t.relid;
+    char relkind = pg::call([&] { return get_rel_relkind(relid); });
+    t.is_table = relkind == RELKIND_RELATION || relkind == RELKIND_PARTITIONED_TABLE;
+    t.private_to_transaction = pg::call([&] {
+        if (get_rel_persistence(relid) == RELPERSISTENCE_TEMP)
+            return true;
+        // rd_createSubid is set while the creating transaction is open; only
+        // this backend can see the table, so no one can be blocked by it.
+        Relation rel = RelationIdGetRelation(relid);
+        if (!RelationIsValid(rel))
+            return false;
+        bool fresh = rel->rd_createSubid != InvalidSubTransactionId;
+        RelationClose(rel);
+        return fresh;
+    });
+    return t;
+}
+
+bool is_concurrent(Node* node) {
+    if (IsA(node, IndexStmt))
+        return castNode(IndexStmt, node)->concurrent;
+    if (IsA(node, DropStmt))
+        return castNode(DropStmt, node)->concurrent;
+    return false;
+}
+
+[[noreturn]] void refuse_schema_locked(const std::string& table, const std::string& id) {
+    pg::raise(ERRCODE_OBJECT_IN_USE,
+              fmt::format("table {} is being migrated: its schema is locked", table),
+              fmt::format("Migration {} is active.", id),
+              "Wait for it to finish (heliosmig.show_migration()), or cancel it with "
+              "heliosmig.rollback(); then run this statement.");
+}
+
+} // namespace
+
+Outcome intercept(Node* node, const char* source, int location, int length) {
+    if (!plan::is_migratable_node(node))
+        return {};
+    Target target = find_target(node);
+    if (!target.exists || !target.is_table || target.private_to_transaction)
+        return {};
+
+    if (auto active = catalog::active_migration_for_table(target.relid))
+        refuse_schema_locked(plan::qualified_table_name(target.relid), *active);
+
+    const settings::Intercept mode = settings::intercept();
+    if (mode == settings::Intercept::Off)
+        return {};
+
+    plan::Statement st = plan::statement_from_tree(node, source, location, length);
+    // Already online by PostgreSQL's own means.
+    if (is_concurrent(node) && st.options.empty())
+        return {};
+
+    plan::resolve_target(st);
+    plan::MigrationOptions options;
+    plan::apply_inline_options(options, st.options);
+    plan::validate(options);
+
+    plan::Plan p = plan::make_plan(st, options);
+    const bool tracked =
+        mode == settings::Intercept::All || p.cls == plan::OperationClass::Rewrite ||
+        p.cls == plan::OperationClass::NativeConcurrent || !st.options.empty();
+
+    if (!tracked) {
+        engine::run_untracked(st);
+        return {Action::Handled, {}};
+    }
+
+    if (pg::call([] { return IsTransactionBlock(); }) && !p.runs_online &&
+        options.mode == plan::Mode::Online && p.supported)
+        pg::raise(ERRCODE_ACTIVE_SQL_TRANSACTION,
+                  "an online migration cannot run inside a transaction block", {},
+                  "Run the statement on its own, or SET heliosmig.intercept = off to run it the "
+                  "ordinary, blocking way.");
+
+    engine::StartResult started = engine::start_migration(st, options);
+    return {Action::Handled,
+            fmt::format("heliosmig: migration {} {} ({})", started.migration_id,
+                        started.final_state == "COMPLETED" ? "completed" : "started",
+                        plan::class_name(p.cls))};
+}
+
+} // namespace heliosmig::hook
