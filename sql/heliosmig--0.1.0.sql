@@ -215,10 +215,14 @@ RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE m.rollback_feasibility
+    SELECT CASE
+        WHEN m.state = 'ROLLED_BACK' THEN 'Done (rolled back)'
+        WHEN m.state = 'FAILED' THEN 'Not needed (the table was left unchanged)'
+        ELSE CASE m.rollback_feasibility
         WHEN 'SAFE' THEN 'Available'
         WHEN 'RISKY' THEN 'Risky (within cutover window)'
         ELSE 'Not available (create an inverse migration)'
+        END
     END
 $$;
 

@@ -117,5 +117,5 @@ HM_FUNCTION(heliosmig_cutover) {
     catalog::request_cutover(m.id, force);
     catalog::log_event(m.id, catalog::LogLevel::Info, "cutover_requested",
                        force ? "cutover requested, skipping validation" : "cutover requested");
-    return text_result(catalog::state_name(m.state));
+    return text_result(force ? "cutover requested (forced)" : "cutover requested");
 }

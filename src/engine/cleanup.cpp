@@ -20,7 +20,9 @@ std::string slot_name(const std::string& migration_id) {
 
 void remove_migration_artifacts(const std::string& migration_id, Oid table_oid) {
     pg::Spi spi;
-    spi.query(fmt::format("DROP TABLE IF EXISTS {}", ghost_table_name(table_oid)));
+    const std::string ghost = ghost_table_name(table_oid);
+    if (spi.scalar("SELECT pg_catalog.to_regclass($1)::text", {ghost}))
+        spi.query(fmt::format("DROP TABLE {}", ghost));
     spi.query("SELECT pg_catalog.pg_drop_replication_slot(slot_name)"
               "  FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
               {slot_name(migration_id)});

@@ -11,7 +11,9 @@ extern "C" {
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "utils/acl.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
@@ -28,6 +30,7 @@ struct Target {
     bool exists = false;
     bool is_table = false;
     bool private_to_transaction = false; // temporary, or created by this transaction
+    bool owned = false;                  // by the current user (else PostgreSQL says no)
 };
 
 // The table a statement is about, looked up without a lock and without
@@ -72,6 +75,7 @@ Target find_target(Node* node) {
     Oid relid = t.relid;
     char relkind = pg::call([&] { return get_rel_relkind(relid); });
     t.is_table = relkind == RELKIND_RELATION || relkind == RELKIND_PARTITIONED_TABLE;
+    t.owned = pg::call([&] { return pg_class_ownercheck(relid, GetUserId()); });
     t.private_to_transaction = pg::call([&] {
         if (get_rel_persistence(relid) == RELPERSISTENCE_TEMP)
             return true;
@@ -109,7 +113,7 @@ Outcome intercept(Node* node, const char* source, int location, int length) {
     if (!plan::is_migratable_node(node))
         return {};
     Target target = find_target(node);
-    if (!target.exists || !target.is_table || target.private_to_transaction)
+    if (!target.exists || !target.is_table || !target.owned || target.private_to_transaction)
         return {};
 
     if (auto active = catalog::active_migration_for_table(target.relid))

@@ -170,6 +170,7 @@ DialectResult normalize_dialect(const std::string& ddl) {
     // Only ALTER TABLE has spec spellings; everything else is PostgreSQL's own.
     if (tokens.size() < 2 || !is_keyword(tokens[0], "alter") || !is_keyword(tokens[1], "table")) {
         result.sql = ddl;
+        result.display = ddl;
         return result;
     }
 
@@ -192,6 +193,7 @@ DialectResult normalize_dialect(const std::string& ddl) {
                 if (is_keyword(tokens[i - 1], "with")) {
                     result.options = parse_with_options(tokens, i, end - 1);
                     edits.push_back({tokens[i - 1].location, static_cast<int>(ddl.size()), ""});
+                    result.display = ddl.substr(0, tokens[i - 1].location);
                     end = i - 1;
                 }
                 break;
@@ -231,6 +233,8 @@ DialectResult normalize_dialect(const std::string& ddl) {
         }
     }
 
+    if (result.options.empty())
+        result.display = ddl;
     result.sql = apply_edits(ddl, std::move(edits));
     while (!result.sql.empty() && std::isspace(static_cast<unsigned char>(result.sql.back())))
         result.sql.pop_back();

@@ -18,6 +18,8 @@ namespace heliosmig::plan {
 
 namespace {
 
+constexpr const char* kCatalogOnly = "catalog-only change";
+
 struct Verdict {
     OperationClass cls;
     std::string reason;
@@ -115,7 +117,7 @@ Verdict classify_add_constraint(const Constraint* con) {
 Verdict classify_subcommand(const AlterTableCmd* cmd) {
     const AlterTableType t = cmd->subtype;
     if (is_catalog_only(t))
-        return {OperationClass::Metadata, "catalog-only change"};
+        return {OperationClass::Metadata, kCatalogOnly};
     switch (t) {
     case AT_ValidateConstraint:
         return {OperationClass::Metadata,
@@ -182,7 +184,8 @@ Verdict classify_alter_table(const Statement& st) {
                              "PostgreSQL would check a constraint by scanning the table while "
                              "writes are blocked"});
     }
-    if (worst.cls == OperationClass::Metadata)
+    if (worst.cls == OperationClass::Metadata &&
+        (worst.reason.empty() || worst.reason == kCatalogOnly))
         worst.reason = "catalog-only change: no row is read or rewritten (asked of PostgreSQL)";
     return worst;
 }
@@ -287,7 +290,7 @@ Plan make_plan(const Statement& st, const MigrationOptions& options) {
                       "cut over under a short ACCESS EXCLUSIVE lock, keeping the table's OID"};
         break;
     case OperationClass::Other:
-        plan.unsupported_why = "heliosmig does not know how to run this statement online";
+        plan.unsupported_why = "running this statement as a tracked migration is not supported";
         plan.steps = {lock_safety_step(plan.lock_name, st.table_name),
                       "run the statement as PostgreSQL does"};
         break;

@@ -218,6 +218,7 @@ Statement parse_statement(const std::string& ddl) {
                   "heliosmig runs ALTER TABLE, CREATE INDEX and DROP INDEX statements.");
     Statement st = statement_from_tree(raw->stmt, text);
     st.ddl = ddl;
+    st.operation = collapse_whitespace(pgsql.display);
     st.options.insert(st.options.end(), pgsql.options.begin(), pgsql.options.end());
     return st;
 }
@@ -233,7 +234,9 @@ void resolve_target(Statement& st) {
     char persistence = pg::call([&] { return get_rel_persistence(relid); });
     if (persistence == RELPERSISTENCE_TEMP)
         pg::raise(ERRCODE_FEATURE_NOT_SUPPORTED,
-                  fmt::format("{} is a temporary table", st.table_name), {},
+                  fmt::format("{} is a temporary table",
+                              pg::call([&] { return static_cast<const char*>(get_rel_name(relid)); })),
+                  {},
                   "No other session can see a temporary table: run the DDL directly.");
     bool owner = pg::call([&] { return pg_class_ownercheck(relid, GetUserId()); });
     if (!owner)

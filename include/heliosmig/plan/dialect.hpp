@@ -19,8 +19,9 @@ namespace heliosmig::plan {
 inline constexpr const char* kPrimaryKeyPlaceholder = "heliosmig primary key";
 
 struct DialectResult {
-    std::string sql;      // PostgreSQL syntax
-    OptionList options;   // from a trailing WITH (...) on ALTER TABLE
+    std::string sql;     // PostgreSQL syntax
+    std::string display; // the user's own text without the trailing WITH (...)
+    OptionList options;  // from a trailing WITH (...) on ALTER TABLE
 };
 
 DialectResult normalize_dialect(const std::string& ddl);
