@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Runs heliosmig's whole test suite on this machine, as root: installs what is
 # missing, builds with warnings as errors, starts a throwaway cluster as the
-# postgres user on a private port and socket, runs the regression, isolation
+# postgres user on a private port and socket, runs the regression and
+# isolation suites against it, and stops it. Exits non-zero if any test fails.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+
 if [ "$(id -u)" -ne 0 ]; then
     echo "run as root: it installs packages and runs PostgreSQL as the postgres user" >&2
     exit 2
