@@ -15,6 +15,7 @@ hm_install_deps
 hm_build_and_install
 
 work=$(mktemp -d /tmp/heliosmig-test.XXXXXX)
+chmod 755 "$work"  # the postgres user must reach its cluster inside
 port=${HELIOSMIG_TEST_PORT:-54329}
 trap 'hm_cluster_stop "$work/cluster"; show_failures' EXIT
 show_failures() {

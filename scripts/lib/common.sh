@@ -30,7 +30,7 @@ hm_install_deps() {
 
 hm_build_and_install() {
     hm_log "building heliosmig"
-    make -C "$HM_ROOT" -j"$(nproc)" WERROR=1 PG_CONFIG="$PG_BIN/pg_config"
+    make -s -C "$HM_ROOT" -j"$(nproc)" WERROR=1 PG_CONFIG="$PG_BIN/pg_config"
     make -C "$HM_ROOT" install PG_CONFIG="$PG_BIN/pg_config" >/dev/null
 }
 
