@@ -33,8 +33,14 @@ cd "$HM_ROOT"
 rm -rf results output_iso regression.diffs regression.out
 
 hm_log "regression tests"
-make installcheck-regress PG_CONFIG="$PG_BIN/pg_config" || status=1
+make installcheck-regress PG_CONFIG="$PG_BIN/pg_config" 2>&1 | tee -a "$work/tests.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 hm_log "isolation tests"
-make installcheck-isolation PG_CONFIG="$PG_BIN/pg_config" || status=1
+make installcheck-isolation PG_CONFIG="$PG_BIN/pg_config" 2>&1 | tee -a "$work/tests.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+passed=$(grep -cE '^test .* \.\.\. ok' "$work/tests.log" || true)
+failed=$(grep -cE '^test .* \.\.\. (FAILED|failed)' "$work/tests.log" || true)
+if [ "$failed" -gt 0 ] || [ "$passed" -eq 0 ]; then status=1; fi
+echo "$passed passed, $failed failed"
 if [ $status -eq 0 ]; then echo "heliosmig: all test suites passed"; else echo "heliosmig: TESTS FAILED"; fi
 exit $status
