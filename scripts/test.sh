@@ -32,12 +32,15 @@ status=0
 cd "$HM_ROOT"
 rm -rf results output_iso regression.diffs regression.out
 
+# One suite's failure must not stop the others from running.
+run_suite() {
+    make "$1" PG_CONFIG="$PG_BIN/pg_config" 2>&1 | tee -a "$work/tests.log"
+    return "${PIPESTATUS[0]}"
+}
 hm_log "regression tests"
-make installcheck-regress PG_CONFIG="$PG_BIN/pg_config" 2>&1 | tee -a "$work/tests.log"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+run_suite installcheck-regress || status=1
 hm_log "isolation tests"
-make installcheck-isolation PG_CONFIG="$PG_BIN/pg_config" 2>&1 | tee -a "$work/tests.log"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+run_suite installcheck-isolation || status=1
 passed=$(grep -cE '^test .* \.\.\. ok' "$work/tests.log" || true)
 failed=$(grep -cE '^test .* \.\.\. (FAILED|failed)' "$work/tests.log" || true)
 if [ "$failed" -gt 0 ] || [ "$passed" -eq 0 ]; then status=1; fi
