@@ -41,7 +41,7 @@ clean-deps:
 .PHONY: clean-deps
 
 # The suites one at a time, so that a failure in one still runs the others
-# (scripts/test.sh runs all three against its own cluster).
+# (scripts/test.sh runs both against its own cluster).
 installcheck-regress: submake
 	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
 installcheck-isolation: submake

@@ -79,8 +79,9 @@ wait "$report_pid"
 
 hm_log "plain DDL is lock-safe too (heliosmig.intercept = all tracks it as a migration)"
 psql -c "SET heliosmig.intercept = 'all'" -c "ALTER TABLE users RENAME COLUMN legacy_field TO notes" \
-     -c "ALTER TABLE users MODIFY COLUMN email VARCHAR(50)" 2>&1 || true
-psql -c "SELECT heliosmig.start('ALTER TABLE users MODIFY COLUMN email VARCHAR(50)')" | tail -3
+     -c "ALTER TABLE users ALTER COLUMN email TYPE varchar(50)"
+hm_log "the spec's own spelling, through heliosmig.start()"
+psql -c "SELECT heliosmig.start('ALTER TABLE users MODIFY COLUMN email VARCHAR(60)')"
 wait "$app_pid"
 
 hm_log "what the application saw"

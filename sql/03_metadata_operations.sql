@@ -137,11 +137,16 @@ SELECT count(*) AS tracked FROM heliosmig.helios_migrations
 -- ... and statements already online by PostgreSQL's own means.
 CREATE INDEX CONCURRENTLY idx_fresh_a2 ON fresh (a);
 DROP INDEX CONCURRENTLY idx_fresh_a2;
-DROP TABLE fresh, scratch;
+CREATE TABLE parted (id int) PARTITION BY RANGE (id);
+CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10);
+ALTER TABLE parted DETACH PARTITION parted_1 CONCURRENTLY;
+SELECT count(*) AS partitions FROM pg_inherits WHERE inhparent = 'parted'::regclass;
+DROP TABLE fresh, scratch, parted, parted_1;
 
 -- An explicitly offline migration runs a rewrite the blocking way, tracked.
 SELECT heliosmig.start('ALTER TABLE orders ALTER COLUMN amount TYPE bigint', mode => 'offline') IS NOT NULL AS started;
 SELECT * FROM last_migration();
+SELECT progress FROM heliosmig.show_migrations() LIMIT 1;
 SELECT * FROM table_shape('orders');
 SELECT sum(amount) AS amount_total FROM orders;
 

@@ -200,8 +200,10 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
-        WHEN m.operation_class IN ('metadata', 'offline') THEN
+        WHEN m.operation_class = 'metadata' THEN
             CASE WHEN m.state = 'COMPLETED' THEN '100% (no data copy)' ELSE '0% (no data copy)' END
+        WHEN m.operation_class = 'offline' THEN
+            CASE WHEN m.state = 'COMPLETED' THEN '100% (ran offline)' ELSE '0% (runs offline)' END
         WHEN m.rows_total IS NULL OR m.rows_total = 0 THEN
             CASE WHEN m.state = 'COMPLETED' THEN '100%' ELSE '0%' END
         ELSE format('%s%% (%s/%s rows)',

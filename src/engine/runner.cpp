@@ -90,7 +90,7 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
     // the inverse statement as a new migration.
     catalog::set_rollback_feasibility(id, "IMPOSSIBLE");
     catalog::transition(id, State::Completed, "statement applied");
-    return {id, "COMPLETED"};
+    return {id, record.operation_class, "COMPLETED"};
 }
 
 void run_untracked(const plan::Statement& st) {

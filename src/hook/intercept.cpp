@@ -91,11 +91,22 @@ Target find_target(Node* node) {
     return t;
 }
 
+// Statements PostgreSQL already runs without blocking writes, which also
+// refuse to run inside a (sub)transaction.
 bool is_concurrent(Node* node) {
     if (IsA(node, IndexStmt))
         return castNode(IndexStmt, node)->concurrent;
     if (IsA(node, DropStmt))
         return castNode(DropStmt, node)->concurrent;
+    if (IsA(node, AlterTableStmt)) {
+        ListCell* cell;
+        foreach (cell, castNode(AlterTableStmt, node)->cmds) {
+            AlterTableCmd* cmd = lfirst_node(AlterTableCmd, cell);
+            if (cmd->subtype == AT_DetachPartition &&
+                castNode(PartitionCmd, cmd->def)->concurrent)
+                return true;
+        }
+    }
     return false;
 }
 
@@ -143,18 +154,11 @@ Outcome intercept(Node* node, const char* source, int location, int length) {
         return {Action::Handled, {}};
     }
 
-    if (pg::call([] { return IsTransactionBlock(); }) && !p.runs_online &&
-        options.mode == plan::Mode::Online && p.supported)
-        pg::raise(ERRCODE_ACTIVE_SQL_TRANSACTION,
-                  "an online migration cannot run inside a transaction block", {},
-                  "Run the statement on its own, or SET heliosmig.intercept = off to run it the "
-                  "ordinary, blocking way.");
-
     engine::StartResult started = engine::start_migration(st, options);
     return {Action::Handled,
             fmt::format("heliosmig: migration {} {} ({})", started.migration_id,
                         started.final_state == "COMPLETED" ? "completed" : "started",
-                        plan::class_name(p.cls))};
+                        started.operation_class)};
 }
 
 } // namespace heliosmig::hook

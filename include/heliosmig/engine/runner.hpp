@@ -17,6 +17,7 @@ namespace heliosmig::engine {
 
 struct StartResult {
     std::string migration_id;
+    std::string operation_class; // as recorded: metadata, offline, ...
     std::string final_state;
 };
 
