@@ -150,5 +150,37 @@ SELECT progress FROM heliosmig.show_migrations() LIMIT 1;
 SELECT * FROM table_shape('orders');
 SELECT sum(amount) AS amount_total FROM orders;
 
+-- The statement resolves names with the user's search_path, in the probe
+-- as in the real run: types and functions of the user's own schemas work.
+CREATE DOMAIN score AS int CHECK (VALUE >= 0);
+CREATE TYPE tier AS ENUM ('free', 'paid');
+CREATE FUNCTION default_score() RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT 7';
+SELECT heliosmig.start('ALTER TABLE users ADD COLUMN plan tier') IS NOT NULL AS started;
+SELECT heliosmig.start('ALTER TABLE users ADD COLUMN points int DEFAULT default_score()') IS NOT NULL AS started;
+CREATE DOMAIN label AS text;
+ALTER TABLE users ADD COLUMN badge label;
+-- (A domain with a CHECK is verified against every row: PostgreSQL rewrites.)
+SELECT operation_class FROM heliosmig.explain('ALTER TABLE users ADD COLUMN bonus score DEFAULT 1');
+SELECT * FROM table_shape('users') WHERE col IN ('plan', 'points', 'badge');
+SELECT DISTINCT points FROM users;
+
+-- Probing leaves no mark on the transaction: it can still be prepared.
+BEGIN;
+ALTER TABLE users ADD COLUMN prepared_col int;
+PREPARE TRANSACTION 'heliosmig_probe_test';
+COMMIT PREPARED 'heliosmig_probe_test';
+SELECT count(*) AS prepared_col FROM table_shape('users') WHERE col = 'prepared_col';
+
+-- A read-only transaction: PostgreSQL refuses the DDL in its own words, and
+-- explain says why it cannot classify.
+BEGIN READ ONLY;
+ALTER TABLE users ADD COLUMN ro int;
+ROLLBACK;
+BEGIN READ ONLY;
+SELECT operation_class FROM heliosmig.explain('ALTER TABLE users ADD COLUMN ro int');
+ROLLBACK;
+
 DROP TABLE orders, users;
-DROP FUNCTION table_shape(regclass), last_migration();
+DROP FUNCTION table_shape(regclass), last_migration(), default_score();
+DROP DOMAIN score, label;
+DROP TYPE tier;

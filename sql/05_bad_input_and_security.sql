@@ -67,6 +67,14 @@ SELECT heliosmig.start('ALTER TABLE alice_t ADD COLUMN bob int');
 SELECT heliosmig.explain('ALTER TABLE alice_t ADD COLUMN bob int');
 ALTER TABLE alice_t ADD COLUMN bob int;
 RESET ROLE;
+-- Classifying an ADD COLUMN or ALTER TYPE needs the TEMPORARY privilege (the
+-- probe is a temporary table); without it the error says so.
+DO $$ BEGIN EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database()); END $$;
+SET ROLE regress_alice;
+ALTER TABLE alice_t ADD COLUMN no_temp int;
+ALTER TABLE alice_t RENAME COLUMN note TO remark;
+RESET ROLE;
+DO $$ BEGIN EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO PUBLIC', current_database()); END $$;
 -- pg_monitor members see everything.
 GRANT pg_monitor TO regress_bob;
 SET ROLE regress_bob;

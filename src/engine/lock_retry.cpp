@@ -1,8 +1,10 @@
 // Lock safety (see include/heliosmig/engine/lock_retry.hpp).
 #include "heliosmig/engine/lock_retry.hpp"
+#include "heliosmig/pg/spi.hpp"
 #include "heliosmig/settings/settings.hpp"
 
 extern "C" {
+#include "access/xact.h"
 #include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
@@ -57,6 +59,28 @@ double pause_before_retry(int retry) {
         CHECK_FOR_INTERRUPTS();
     });
     return static_cast<double>(delay);
+}
+
+// Only a transaction block can hold locks from before this statement; in
+// autocommit the failed attempt's subtransaction released everything.
+void give_up_if_others_wait_for_us(const std::string& what) {
+    if (!pg::call([] { return IsTransactionBlock(); }))
+        return;
+    pg::Spi spi;
+    pg::Value waiter = spi.scalar(
+        "SELECT l.pid::text FROM pg_catalog.pg_locks l"
+        " WHERE NOT l.granted AND l.pid <> pg_catalog.pg_backend_pid()"
+        "   AND pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(l.pid))"
+        " LIMIT 1");
+    if (!waiter)
+        return;
+    pg::raise(ERRCODE_LOCK_NOT_AVAILABLE,
+              fmt::format("gave up waiting for the locks for {}: process {} is waiting for a "
+                          "lock this transaction holds",
+                          what, *waiter),
+              {},
+              "Retrying would keep that session waiting. Run the statement in its own "
+              "transaction, or before the statements that take other locks.");
 }
 
 void raise_lock_exhausted(const std::string& what, const LockWait& wait, const pg::Error& last) {

@@ -10,6 +10,7 @@
 
 extern "C" {
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "tcop/cmdtag.h"
@@ -46,7 +47,9 @@ bool worth_examining(Node* parsetree) {
     }
     if (pg::executing_internally() || creating_extension || IsBinaryUpgrade)
         return false;
-    if (!IsTransactionState() || IsAbortedTransactionBlockState())
+    // A read-only transaction or a standby refuses DDL itself, in its own words.
+    if (!IsTransactionState() || IsAbortedTransactionBlockState() || XactReadOnly ||
+        RecoveryInProgress())
         return false;
     return OidIsValid(get_extension_oid("heliosmig", true));
 }

@@ -7,7 +7,11 @@
 #include "heliosmig/pg/utility.hpp"
 
 extern "C" {
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -26,7 +30,8 @@ using StorageSet = std::set<std::pair<std::string, std::string>>;
 
 // The heap's relfilenode, every index's relfilenode and every validated CHECK
 // constraint of the probe, as (kind, id) pairs.
-StorageSet storage_of(pg::Spi& spi, Oid relid) {
+StorageSet storage_of(Oid relid) {
+    pg::Spi spi;
     pg::Rows rows = spi.query(
         "SELECT 'heap', relfilenode::text FROM pg_catalog.pg_class WHERE oid = $1::oid"
         " UNION ALL"
@@ -80,33 +85,66 @@ bool needs_probe(const AlterTableCmd* cmd) {
     return cmd->subtype == AT_AddColumn || cmd->subtype == AT_AlterColumnType;
 }
 
+// The probe creates a temporary table: it needs the TEMPORARY privilege and a
+// writable transaction. Say so plainly rather than fail with a confusing error.
+void check_probe_possible() {
+    bool read_only = pg::call([] { return XactReadOnly || RecoveryInProgress(); });
+    if (read_only)
+        pg::raise(ERRCODE_READ_ONLY_SQL_TRANSACTION,
+                  "heliosmig cannot classify this statement in a read-only transaction", {},
+                  "heliosmig asks PostgreSQL whether the statement rewrites the table by running "
+                  "it on an empty temporary copy, which needs a read-write transaction.");
+    bool may_create_temp = pg::call([] {
+        return pg_database_aclcheck(MyDatabaseId, GetUserId(), ACL_CREATE_TEMP) == ACLCHECK_OK;
+    });
+    if (!may_create_temp)
+        pg::raise(ERRCODE_INSUFFICIENT_PRIVILEGE,
+                  "heliosmig needs the TEMPORARY privilege on this database to classify the "
+                  "statement",
+                  {},
+                  "heliosmig asks PostgreSQL whether the statement rewrites the table by running "
+                  "it on an empty temporary copy. GRANT TEMPORARY ON DATABASE to the role, or SET "
+                  "heliosmig.intercept = off to run the statement the ordinary way.");
+}
+
 ProbeResult probe_alter_table(Oid relid, const AlterTableStmt* stmt, const std::string& source) {
+    check_probe_possible();
     ProbeResult result;
-    const std::string relname = pg::call([&] { return static_cast<const char*>(get_rel_name(relid)); });
+    const char* name = pg::call([&] { return static_cast<const char*>(get_rel_name(relid)); });
+    if (name == nullptr)
+        pg::raise(ERRCODE_UNDEFINED_TABLE, fmt::format("relation {} does not exist", relid));
+    const std::string relname = name;
     const std::string qualified = qualified_table_name(relid);
 
+    // Touching pg_temp marks the transaction (no PREPARE TRANSACTION after it);
+    // the probe leaves no temporary object behind, so the mark is put back.
+    const int xact_flags = MyXactFlags;
     pg::in_discarded_subtransaction([&] {
-        pg::Spi spi;
         // Same name as the table, so that errors name it as the user does; a
         // temporary table of that name already in the session forces another.
         std::string probe_name = relname;
-        if (spi.scalar("SELECT 1 FROM pg_catalog.pg_class"
-                       " WHERE relname = $1 AND relnamespace = pg_catalog.pg_my_temp_schema()",
-                       {probe_name}))
-            probe_name = relname + "_heliosmig_probe";
-        const std::string quoted_probe =
-            pg::call([&] { return static_cast<const char*>(quote_identifier(probe_name.c_str())); });
-        spi.query(fmt::format("CREATE TEMPORARY TABLE pg_temp.{} (LIKE {} INCLUDING ALL)",
-                              quoted_probe, qualified));
+        {
+            pg::Spi spi;
+            if (spi.scalar("SELECT 1 FROM pg_catalog.pg_class"
+                           " WHERE relname = $1 AND relnamespace = pg_catalog.pg_my_temp_schema()",
+                           {probe_name}))
+                probe_name = relname + "_heliosmig_probe";
+            const std::string quoted_probe = pg::call(
+                [&] { return static_cast<const char*>(quote_identifier(probe_name.c_str())); });
+            spi.query(fmt::format("CREATE TEMPORARY TABLE pg_temp.{} (LIKE {} INCLUDING ALL)",
+                                  quoted_probe, qualified));
+        }
         const Oid probe = pg::call([&] {
-            return RangeVarGetRelid(makeRangeVar(pstrdup("pg_temp"), pstrdup(probe_name.c_str()), -1),
-                                    NoLock, false);
+            return RangeVarGetRelid(
+                makeRangeVar(pstrdup("pg_temp"), pstrdup(probe_name.c_str()), -1), NoLock, false);
         });
 
-        StorageSet before = storage_of(spi, probe);
+        // The statement runs with the user's search_path (no Spi is open here),
+        // so its types and functions resolve as they will for the real table.
+        StorageSet before = storage_of(probe);
         pg::execute_utility(reinterpret_cast<Node*>(probe_statement(stmt, probe_name.c_str())),
                             source);
-        StorageSet after = storage_of(spi, probe);
+        StorageSet after = storage_of(probe);
 
         for (const auto& entry : after) {
             if (before.contains(entry))
@@ -119,6 +157,7 @@ ProbeResult probe_alter_table(Oid relid, const AlterTableStmt* stmt, const std::
                 result.validates_constraint = true;
         }
     });
+    MyXactFlags = xact_flags;
     return result;
 }
 

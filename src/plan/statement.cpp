@@ -162,11 +162,17 @@ void resolve_primary_key_placeholder(Statement& st) {
 
 } // namespace
 
+// Looked up without a lock: a concurrent DROP makes the names vanish, which
+// is reported like PostgreSQL's own lookups do.
 std::string qualified_table_name(Oid relid) {
-    return pg::call([&] {
-        return static_cast<const char*>(quote_qualified_identifier(
-            get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid)));
+    const char* name = pg::call([&]() -> const char* {
+        char* rel = get_rel_name(relid);
+        char* nsp = get_namespace_name(get_rel_namespace(relid));
+        return rel && nsp ? quote_qualified_identifier(nsp, rel) : nullptr;
     });
+    if (name == nullptr)
+        pg::raise(ERRCODE_UNDEFINED_TABLE, fmt::format("relation with OID {} does not exist", relid));
+    return name;
 }
 
 bool is_migratable_node(const Node* node) {
@@ -234,8 +240,10 @@ void resolve_target(Statement& st) {
     char persistence = pg::call([&] { return get_rel_persistence(relid); });
     if (persistence == RELPERSISTENCE_TEMP)
         pg::raise(ERRCODE_FEATURE_NOT_SUPPORTED,
-                  fmt::format("{} is a temporary table",
-                              pg::call([&] { return static_cast<const char*>(get_rel_name(relid)); })),
+                  fmt::format("{} is a temporary table", pg::call([&] {
+                                  const char* name = get_rel_name(relid);
+                                  return name ? name : "the table";
+                              })),
                   {},
                   "No other session can see a temporary table: run the DDL directly.");
     bool owner = pg::call([&] { return pg_class_ownercheck(relid, GetUserId()); });

@@ -29,6 +29,13 @@ bool is_retryable_lock_error(const pg::Error& error);
 // Sleeps for the pause before retry number `retry` (1-based); interruptible.
 double pause_before_retry(int retry);
 
+// Between attempts our transaction may still hold locks taken before this
+// statement (an explicit transaction block). If another session waits for one
+// of them, retrying would make it wait for as long as we retry (our short
+// lock_timeout also keeps PostgreSQL's deadlock detector from ever running
+// for us): give up instead, with an error naming the waiting session.
+void give_up_if_others_wait_for_us(const std::string& what);
+
 [[noreturn]] void raise_lock_exhausted(const std::string& what, const LockWait& wait,
                                        const pg::Error& last);
 
@@ -61,6 +68,7 @@ template <typename F> LockWait run_with_lock_retries(const std::string& what, F&
         }
         if (!is_retryable_lock_error(*failure))
             throw *failure;
+        give_up_if_others_wait_for_us(what);
         if (retry >= lock_retries_setting()) {
             wait.waited_ms = now_ms() - started;
             raise_lock_exhausted(what, wait, *failure);
