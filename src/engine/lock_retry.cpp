@@ -75,10 +75,10 @@ void give_up_if_others_wait_for_us(const std::string& what) {
     if (!waiter)
         return;
     pg::raise(ERRCODE_LOCK_NOT_AVAILABLE,
-              fmt::format("gave up waiting for the locks for {}: process {} is waiting for a "
-                          "lock this transaction holds",
-                          what, *waiter),
-              {},
+              fmt::format("gave up waiting for the locks for {}: another session is waiting for "
+                          "a lock this transaction holds",
+                          what),
+              fmt::format("Process {} is waiting for this transaction.", *waiter),
               "Retrying would keep that session waiting. Run the statement in its own "
               "transaction, or before the statements that take other locks.");
 }
