@@ -65,8 +65,10 @@ HM_FUNCTION(heliosmig_explain) {
     plan::MigrationOptions options;
     plan::apply_inline_options(options, statement.options);
     plan::validate(options);
-    plan::resolve_target(statement);
-    plan::Plan p = plan::make_plan(statement, options);
+    plan::Plan p = plan::with_statement_positions(statement.source, [&] {
+        plan::resolve_target(statement);
+        return plan::make_plan(statement, options);
+    });
 
     std::string reason = p.reason;
     if (!p.supported)

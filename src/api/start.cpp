@@ -33,9 +33,10 @@ HM_FUNCTION(heliosmig_start) {
     plan::Statement statement = plan::parse_statement(ddl);
     plan::apply_inline_options(options, statement.options);
     plan::validate(options);
-    plan::resolve_target(statement);
-
-    engine::StartResult started = engine::start_migration(statement, options);
+    engine::StartResult started = plan::with_statement_positions(statement.source, [&] {
+        plan::resolve_target(statement);
+        return engine::start_migration(statement, options);
+    });
     const char* id = started.migration_id.c_str();
     return pg::call([&] { return DirectFunctionCall1(uuid_in, CStringGetDatum(id)); });
 }

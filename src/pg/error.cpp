@@ -6,6 +6,8 @@ extern "C" {
 #include "utils/memutils.h"
 }
 
+#include <cstring>
+
 namespace heliosmig::pg {
 
 namespace {
@@ -14,17 +16,25 @@ std::string or_empty(const char* s) {
     return s ? std::string(s) : std::string();
 }
 
-char* pstrdup_or_null(const std::string& s) {
-    return s.empty() ? nullptr : pstrdup(s.c_str());
-}
-
 } // namespace
 
 Error Error::from_error_data(ErrorData* edata) {
     Error error(edata->sqlerrcode, or_empty(edata->message), or_empty(edata->detail),
                 or_empty(edata->hint), or_empty(edata->context));
-    FreeErrorData(edata);
+    error.data_ = edata;
     return error;
+}
+
+void Error::locate_in(const std::string& query) {
+    if (data_ == nullptr || data_->cursorpos <= 0 || data_->internalquery != nullptr)
+        return;
+    const char* text = query.c_str();
+    ErrorData* data = data_;
+    call([&] {
+        data->internalquery = pstrdup(text);
+        data->internalpos = data->cursorpos;
+        data->cursorpos = 0;
+    });
 }
 
 void raise(int sqlerrcode, std::string message, std::string detail, std::string hint) {
@@ -53,31 +63,60 @@ void call_raw(void (*fn)(void*), void* ctx) {
         throw Error::from_error_data(edata);
 }
 
+namespace {
+
+// Copies without raising on out-of-memory: this runs while an error is being
+// reported, where a second error would be lost.
+char* copy_or_null(const std::string& s) {
+    if (s.empty())
+        return nullptr;
+    char* copy = static_cast<char*>(
+        MemoryContextAllocExtended(CurrentMemoryContext, s.size() + 1, MCXT_ALLOC_NO_OOM));
+    if (copy != nullptr)
+        std::memcpy(copy, s.c_str(), s.size() + 1);
+    return copy;
+}
+
+} // namespace
+
+// The handlers only move or copy into storage that cannot fail; PostgreSQL
+// memory is allocated after them, so nothing can longjmp out of a handler.
 bool capture_exceptions(void (*fn)(void*), void* ctx, PendingError* pending) noexcept {
+    std::optional<Error> error;
+    char what[512] = "unknown C++ exception";
     try {
         fn(ctx);
         return true;
-    } catch (const Error& e) {
-        pending->sqlerrcode = e.sqlerrcode();
-        pending->message = pstrdup(e.message().c_str());
-        pending->detail = pstrdup_or_null(e.detail());
-        pending->hint = pstrdup_or_null(e.hint());
-        pending->context = pstrdup_or_null(e.context());
+    } catch (Error& e) {
+        error.emplace(std::move(e));
     } catch (const std::exception& e) {
-        pending->sqlerrcode = ERRCODE_INTERNAL_ERROR;
-        pending->message = pstrdup(e.what());
+        strlcpy(what, e.what(), sizeof what);
     } catch (...) {
-        pending->sqlerrcode = ERRCODE_INTERNAL_ERROR;
-        pending->message = pstrdup("unknown C++ exception");
+    }
+
+    *pending = PendingError{nullptr, ERRCODE_INTERNAL_ERROR, nullptr, nullptr, nullptr};
+    if (error && error->error_data() != nullptr) {
+        pending->data = error->error_data();
+        return false;
+    }
+    if (error) {
+        pending->sqlerrcode = error->sqlerrcode();
+        pending->message = copy_or_null(error->message());
+        pending->detail = copy_or_null(error->detail());
+        pending->hint = copy_or_null(error->hint());
+    } else {
+        pending->message = copy_or_null(what);
     }
     return false;
 }
 
 void raise_pending(const PendingError& p) {
-    ereport(ERROR, (errcode(p.sqlerrcode), errmsg_internal("%s", p.message),
+    if (p.data != nullptr)
+        ReThrowError(p.data);
+    ereport(ERROR, (errcode(p.sqlerrcode),
+                    errmsg_internal("%s", p.message ? p.message : "out of memory"),
                     p.detail ? errdetail_internal("%s", p.detail) : 0,
-                    p.hint ? errhint("%s", p.hint) : 0,
-                    p.context ? errcontext("%s", p.context) : 0));
+                    p.hint ? errhint("%s", p.hint) : 0));
     pg_unreachable();
 }
 

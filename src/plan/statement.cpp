@@ -39,7 +39,7 @@ List* strip_options(List* defs, OptionList& found) {
             const char* value = pg::call([&] { return defGetString(def); });
             found.emplace_back(def->defname, value);
         } else {
-            kept = lappend(kept, def);
+            kept = pg::call([&] { return lappend(kept, def); });
         }
     }
     return kept;
@@ -56,7 +56,7 @@ void strip_alter_table_options(AlterTableStmt* stmt, OptionList& found) {
                 continue;
             cmd->def = reinterpret_cast<Node*>(kept);
         }
-        cmds = lappend(cmds, cmd);
+        cmds = pg::call([&] { return lappend(cmds, cmd); });
     }
     stmt->cmds = cmds;
     if (cmds == NIL)
@@ -209,9 +209,10 @@ Statement statement_from_tree(Node* tree, const char* source, int location, int 
 }
 
 Statement parse_statement(const std::string& ddl) {
-    DialectResult pgsql = normalize_dialect(ddl);
+    DialectResult pgsql = with_statement_positions(ddl, [&] { return normalize_dialect(ddl); });
     const char* text = pgsql.sql.c_str();
-    List* parsed = pg::call([&] { return raw_parser(text, RAW_PARSE_DEFAULT); });
+    List* parsed = with_statement_positions(
+        pgsql.sql, [&] { return pg::call([&] { return raw_parser(text, RAW_PARSE_DEFAULT); }); });
     if (list_length(parsed) != 1)
         pg::raise(ERRCODE_SYNTAX_ERROR,
                   fmt::format("a migration runs exactly one statement, not {}",

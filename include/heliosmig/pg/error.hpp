@@ -27,8 +27,17 @@ public:
         : sqlerrcode_(sqlerrcode), message_(std::move(message)), detail_(std::move(detail)),
           hint_(std::move(hint)), context_(std::move(context)) {}
 
-    // Takes over a copied ErrorData (CopyErrorData) and frees it.
+    // Wraps a PostgreSQL error copied with CopyErrorData. The ErrorData stays
+    // in the memory context it was copied into, so that the error can be
+    // re-thrown whole (position, schema/table fields, location) by ReThrowError.
     static Error from_error_data(ErrorData* edata);
+
+    // The error's cursor position refers to `query`, a statement heliosmig ran
+    // on the user's behalf, not to the client's query: report it as an
+    // internal query and position, as PostgreSQL does for SQL in functions.
+    void locate_in(const std::string& query);
+
+    ErrorData* error_data() const { return data_; }
 
     const char* what() const noexcept override { return message_.c_str(); }
     int sqlerrcode() const { return sqlerrcode_; }
@@ -43,6 +52,7 @@ private:
     std::string detail_;
     std::string hint_;
     std::string context_;
+    ErrorData* data_ = nullptr;
 };
 
 // Throws a pg::Error; the message parts are the user's, so write them as
@@ -77,11 +87,11 @@ template <typename F> auto call(F&& fn) -> std::invoke_result_t<F&> {
 // An error captured by invoke_guarded, in palloc'd memory so that it can be
 // raised after every C++ object of the failed call is gone.
 struct PendingError {
+    ErrorData* data; // a PostgreSQL error to re-throw whole, or nullptr
     int sqlerrcode;
     char* message;
     char* detail;
     char* hint;
-    char* context;
 };
 
 // Runs fn, converting any exception into *pending. Returns false on failure.

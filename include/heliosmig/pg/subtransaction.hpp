@@ -18,7 +18,8 @@ enum class SubtransactionEnd { Commit, Rollback };
 // Runs fn(ctx) in a subtransaction. fn returns true to keep its work (release
 // the subtransaction into the parent) or false to roll it back. If fn raises a
 // PostgreSQL ERROR, the subtransaction is rolled back and the copied ErrorData is
-// returned; otherwise nullptr. fn must not throw C++ exceptions.
+// returned; otherwise nullptr. fn must not throw C++ exceptions. Call it
+// through pg::call (the templates below do).
 ErrorData* run_in_subtransaction(bool (*fn)(void*), void* ctx);
 
 // Runs f() in a subtransaction that is committed into the parent when f
@@ -32,20 +33,24 @@ template <typename F> std::optional<Error> in_subtransaction(F&& f) {
         std::exception_ptr other;
     } frame{&f, std::nullopt, nullptr};
 
-    ErrorData* edata = run_in_subtransaction(
-        [](void* c) -> bool {
-            auto* fr = static_cast<Frame*>(c);
-            try {
-                (*fr->f)();
-                return true;
-            } catch (const Error& e) {
-                fr->failure = e;
-            } catch (...) {
-                fr->other = std::current_exception();
-            }
-            return false;
-        },
-        &frame);
+    // The handlers only move: nothing in them can throw while the
+    // subtransaction's PG_TRY is on the stack.
+    ErrorData* edata = call([&]() noexcept {
+        return run_in_subtransaction(
+            [](void* c) noexcept -> bool {
+                auto* fr = static_cast<Frame*>(c);
+                try {
+                    (*fr->f)();
+                    return true;
+                } catch (Error& e) {
+                    fr->failure.emplace(std::move(e));
+                } catch (...) {
+                    fr->other = std::current_exception();
+                }
+                return false;
+            },
+            &frame);
+    });
     if (frame.other)
         std::rethrow_exception(frame.other);
     if (edata != nullptr)
@@ -61,17 +66,19 @@ template <typename F> void in_discarded_subtransaction(F&& f) {
         std::exception_ptr failure;
     } frame{&f, nullptr};
 
-    ErrorData* edata = run_in_subtransaction(
-        [](void* c) -> bool {
-            auto* fr = static_cast<Frame*>(c);
-            try {
-                (*fr->f)();
-            } catch (...) {
-                fr->failure = std::current_exception();
-            }
-            return false;
-        },
-        &frame);
+    ErrorData* edata = call([&]() noexcept {
+        return run_in_subtransaction(
+            [](void* c) noexcept -> bool {
+                auto* fr = static_cast<Frame*>(c);
+                try {
+                    (*fr->f)();
+                } catch (...) {
+                    fr->failure = std::current_exception();
+                }
+                return false;
+            },
+            &frame);
+    });
     if (frame.failure)
         std::rethrow_exception(frame.failure);
     if (edata != nullptr)

@@ -3,7 +3,7 @@
 #pragma once
 
 #include "heliosmig/plan/options.hpp"
-#include "heliosmig/pg/postgres.hpp"
+#include "heliosmig/pg/error.hpp"
 
 extern "C" {
 #include "nodes/parsenodes.h"
@@ -53,5 +53,17 @@ Statement statement_from_tree(Node* tree, const char* source, int location = 0, 
 // it must exist, be an ordinary or partitioned table, not be temporary, and be
 // owned by the user. Takes no lock.
 void resolve_target(Statement& statement);
+
+// Runs f() for a statement heliosmig parsed itself (heliosmig.start/explain):
+// an error whose cursor position points into the statement's text is reported
+// against that text (internal query), not against the client's query.
+template <typename F> auto with_statement_positions(const std::string& text, F&& f) -> decltype(f()) {
+    try {
+        return f();
+    } catch (pg::Error& e) {
+        e.locate_in(text);
+        throw;
+    }
+}
 
 } // namespace heliosmig::plan
