@@ -137,6 +137,18 @@ SELECT count(*) AS tracked FROM heliosmig.helios_migrations
 -- ... and statements already online by PostgreSQL's own means.
 CREATE INDEX CONCURRENTLY idx_fresh_a2 ON fresh (a);
 DROP INDEX CONCURRENTLY idx_fresh_a2;
+-- Tracked, CONCURRENTLY cannot run inside heliosmig's transaction: a dropped
+-- index takes its short lock with lock safety instead, and an offline build is
+-- the ordinary blocking one.
+SELECT heliosmig.start('CREATE INDEX CONCURRENTLY idx_fresh_a3 ON fresh (a)', mode => 'offline') IS NOT NULL AS started;
+SELECT heliosmig.start('DROP INDEX CONCURRENTLY idx_fresh_a3') IS NOT NULL AS started;
+SET client_min_messages = warning;
+CREATE INDEX CONCURRENTLY idx_fresh_a4 ON fresh (a) WITH (migration_mode = 'offline');
+DROP INDEX CONCURRENTLY idx_fresh_a4;
+RESET client_min_messages;
+SELECT operation, operation_class, state FROM heliosmig.helios_migrations
+ WHERE table_oid = 'fresh'::regclass ORDER BY created_at;
+SELECT count(*) AS fresh_indexes FROM pg_index WHERE indrelid = 'fresh'::regclass;
 CREATE TABLE parted (id int) PARTITION BY RANGE (id);
 CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10);
 ALTER TABLE parted DETACH PARTITION parted_1 CONCURRENTLY;

@@ -48,6 +48,7 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
     plan::Plan plan = plan::make_plan(st, options);
     if (!plan.supported)
         refuse(st, plan);
+    plan::drop_concurrently(st);
 
     catalog::NewMigration record;
     record.table_oid = st.relid;

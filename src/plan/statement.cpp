@@ -230,6 +230,13 @@ Statement parse_statement(const std::string& ddl) {
     return st;
 }
 
+void drop_concurrently(Statement& st) {
+    if (st.kind == StatementKind::DropIndex)
+        castNode(DropStmt, st.tree)->concurrent = false;
+    else if (st.kind == StatementKind::CreateIndex)
+        castNode(IndexStmt, st.tree)->concurrent = false;
+}
+
 void resolve_target(Statement& st) {
     st.relid = target_table(st);
     Oid relid = st.relid;

@@ -54,6 +54,13 @@ Statement statement_from_tree(Node* tree, const char* source, int location = 0, 
 // owned by the user. Takes no lock.
 void resolve_target(Statement& statement);
 
+// heliosmig runs a migration's statement inside a transaction (the caller's,
+// in a subtransaction), where CONCURRENTLY cannot run. A tracked DROP INDEX
+// CONCURRENTLY becomes a plain DROP INDEX, whose short lock heliosmig takes
+// with lock safety; an offline CREATE INDEX CONCURRENTLY becomes the ordinary
+// blocking build the user asked for with mode 'offline'.
+void drop_concurrently(Statement& statement);
+
 // Runs f() for a statement heliosmig parsed itself (heliosmig.start/explain):
 // an error whose cursor position points into the statement's text is reported
 // against that text (internal query), not against the client's query.
