@@ -22,7 +22,8 @@ using catalog::State;
 
 std::string uuid_arg(FunctionCallInfo fcinfo, int n) {
     return pg::call([&] {
-        return static_cast<const char*>(DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(n))));
+        return static_cast<const char*>(
+            DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(n))));
     });
 }
 
@@ -39,21 +40,20 @@ catalog::Migration find_controllable(const std::string& id) {
         pg::raise(ERRCODE_UNDEFINED_OBJECT, fmt::format("migration {} does not exist", id), {},
                   "heliosmig.show_migrations() lists the migrations you can see.");
     const Oid table = m->table_oid;
-    bool allowed = pg::call([&] {
-        return superuser() || pg_class_ownercheck(table, GetUserId());
-    });
+    bool allowed = pg::call([&] { return superuser() || pg_class_ownercheck(table, GetUserId()); });
     if (!allowed)
-        pg::raise(ERRCODE_INSUFFICIENT_PRIVILEGE,
-                  fmt::format("must be owner of table {} to control migration {}", m->table_name, id));
+        pg::raise(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            fmt::format("must be owner of table {} to control migration {}", m->table_name, id));
     return *m;
 }
 
 [[noreturn]] void wrong_state(const catalog::Migration& m, std::string_view action,
                               std::string hint) {
-    pg::raise(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-              fmt::format("cannot {} migration {}: it is {}", action, m.id,
-                          catalog::state_name(m.state)),
-              {}, std::move(hint));
+    pg::raise(
+        ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        fmt::format("cannot {} migration {}: it is {}", action, m.id, catalog::state_name(m.state)),
+        {}, std::move(hint));
 }
 
 } // namespace
@@ -69,7 +69,10 @@ HM_FUNCTION(heliosmig_pause) {
                         : "A migration can be paused while it prepares, copies, synchronizes, "
                           "validates or waits for cutover.");
     catalog::transition(m.id, State::Paused,
-                        fmt::format("paused by {} while {}", pg::call([] { return static_cast<const char*>(GetUserNameFromId(GetUserId(), false)); }),
+                        fmt::format("paused by {} while {}", pg::call([] {
+                                        return static_cast<const char*>(
+                                            GetUserNameFromId(GetUserId(), false));
+                                    }),
                                     catalog::state_name(m.state)));
     return text_result("PAUSED");
 }

@@ -38,7 +38,8 @@ Datum build_row(FunctionCallInfo fcinfo, const ExplainRow& row) {
         Datum* step_datums = static_cast<Datum*>(palloc(sizeof(Datum) * (row.nsteps + 1)));
         for (int i = 0; i < row.nsteps; i++)
             step_datums[i] = PointerGetDatum(cstring_to_text(row.steps[i]));
-        ArrayType* steps = construct_array(step_datums, row.nsteps, TEXTOID, -1, false, TYPALIGN_INT);
+        ArrayType* steps =
+            construct_array(step_datums, row.nsteps, TEXTOID, -1, false, TYPALIGN_INT);
         Datum values[8] = {
             PointerGetDatum(cstring_to_text(row.table_name)),
             PointerGetDatum(cstring_to_text(row.operation)),
@@ -60,7 +61,8 @@ Datum build_row(FunctionCallInfo fcinfo, const ExplainRow& row) {
 // a discarded subtransaction), so the answer is the one start() would act on.
 HM_FUNCTION(heliosmig_explain) {
     using namespace heliosmig;
-    const std::string ddl = pg::call([&] { return static_cast<const char*>(text_to_cstring(PG_GETARG_TEXT_PP(0))); });
+    const std::string ddl =
+        pg::call([&] { return static_cast<const char*>(text_to_cstring(PG_GETARG_TEXT_PP(0))); });
     plan::Statement statement = plan::parse_statement(ddl);
     plan::MigrationOptions options;
     plan::apply_inline_options(options, statement.options);

@@ -12,7 +12,8 @@ extern "C" {
 namespace {
 
 std::string text_arg(FunctionCallInfo fcinfo, int n) {
-    return heliosmig::pg::call([&] { return static_cast<const char*>(text_to_cstring(PG_GETARG_TEXT_PP(n))); });
+    return heliosmig::pg::call(
+        [&] { return static_cast<const char*>(text_to_cstring(PG_GETARG_TEXT_PP(n))); });
 }
 
 } // namespace

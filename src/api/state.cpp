@@ -11,7 +11,8 @@ extern "C" {
 HM_FUNCTION(heliosmig_is_legal_transition) {
     using namespace heliosmig;
     auto state_arg = [&](int n) {
-        std::string name = pg::call([&] { return static_cast<const char*>(text_to_cstring(PG_GETARG_TEXT_PP(n))); });
+        std::string name = pg::call(
+            [&] { return static_cast<const char*>(text_to_cstring(PG_GETARG_TEXT_PP(n))); });
         std::optional<catalog::State> state = catalog::parse_state(name);
         if (!state)
             pg::raise(ERRCODE_INVALID_PARAMETER_VALUE,

@@ -53,8 +53,8 @@ bool is_terminal(State state) {
 }
 
 bool is_pausable(State state) {
-    return one_of(state, {State::Preparing, State::Copying, State::Synchronizing,
-                          State::Validating, State::Ready});
+    return one_of(state, {State::Preparing, State::Copying, State::Synchronizing, State::Validating,
+                          State::Ready});
 }
 
 bool is_legal_transition(State from, State to) {

@@ -108,11 +108,11 @@ std::optional<Migration> lock_migration(const std::string& id) {
         return std::nullopt;
 
     CatalogWriter writer;
-    pg::Rows rows = writer.query(
-        "SELECT migration_id::text, state, paused_from, table_oid::text, table_name,"
-        "       operation_class, rollback_feasibility"
-        "  FROM heliosmig.helios_migrations WHERE migration_id = $1::uuid FOR UPDATE",
-        {id});
+    pg::Rows rows =
+        writer.query("SELECT migration_id::text, state, paused_from, table_oid::text, table_name,"
+                     "       operation_class, rollback_feasibility"
+                     "  FROM heliosmig.helios_migrations WHERE migration_id = $1::uuid FOR UPDATE",
+                     {id});
     if (rows.rows.empty())
         return std::nullopt;
     const pg::Row& r = rows.rows.front();

@@ -67,11 +67,11 @@ void give_up_if_others_wait_for_us(const std::string& what) {
     if (!pg::call([] { return IsTransactionBlock(); }))
         return;
     pg::Spi spi;
-    pg::Value waiter = spi.scalar(
-        "SELECT l.pid::text FROM pg_catalog.pg_locks l"
-        " WHERE NOT l.granted AND l.pid <> pg_catalog.pg_backend_pid()"
-        "   AND pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(l.pid))"
-        " LIMIT 1");
+    pg::Value waiter =
+        spi.scalar("SELECT l.pid::text FROM pg_catalog.pg_locks l"
+                   " WHERE NOT l.granted AND l.pid <> pg_catalog.pg_backend_pid()"
+                   "   AND pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(l.pid))"
+                   " LIMIT 1");
     if (!waiter)
         return;
     pg::raise(ERRCODE_LOCK_NOT_AVAILABLE,

@@ -21,12 +21,12 @@ namespace {
 using catalog::State;
 
 std::string current_search_path() {
-    return pg::call([] { return static_cast<const char*>(GetConfigOption("search_path", false, false)); });
+    return pg::call(
+        [] { return static_cast<const char*>(GetConfigOption("search_path", false, false)); });
 }
 
 [[noreturn]] void refuse(const plan::Statement& st, const plan::Plan& plan) {
-    pg::raise(ERRCODE_FEATURE_NOT_SUPPORTED,
-              plan.unsupported_why,
+    pg::raise(ERRCODE_FEATURE_NOT_SUPPORTED, plan.unsupported_why,
               fmt::format("Statement: {}\nOperation class: {} ({}).", st.operation,
                           plan::class_name(plan.cls), plan.reason),
               "heliosmig never falls back to a blocking rewrite on its own. To run it the "
@@ -77,8 +77,8 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
                            "shadow traffic applies only to migrations that copy data; ignored");
 
     catalog::transition(id, State::Cutover,
-                        fmt::format("taking {} on {} with lock_timeout and retries",
-                                    plan.lock_name, st.table_name));
+                        fmt::format("taking {} on {} with lock_timeout and retries", plan.lock_name,
+                                    st.table_name));
     LockWait wait = execute_with_lock_safety(st);
     catalog::record_lock_wait(id, wait.attempts, wait.waited_ms);
     catalog::log_event(id, catalog::LogLevel::Info, "lock_acquired",

@@ -53,9 +53,8 @@ Target find_target(Node* node) {
         if (list_length(drop->objects) != 1)
             return {};
         List* names = castNode(List, linitial(drop->objects));
-        index = pg::call([&] {
-            return RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, true);
-        });
+        index = pg::call(
+            [&] { return RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, true); });
         break;
     }
     default:
@@ -102,8 +101,7 @@ bool is_concurrent(Node* node) {
         ListCell* cell;
         foreach (cell, castNode(AlterTableStmt, node)->cmds) {
             AlterTableCmd* cmd = lfirst_node(AlterTableCmd, cell);
-            if (cmd->subtype == AT_DetachPartition &&
-                castNode(PartitionCmd, cmd->def)->concurrent)
+            if (cmd->subtype == AT_DetachPartition && castNode(PartitionCmd, cmd->def)->concurrent)
                 return true;
         }
     }
@@ -145,9 +143,9 @@ Outcome intercept(Node* node, const char* source, int location, int length) {
     plan::validate(options);
 
     plan::Plan p = plan::make_plan(st, options);
-    const bool tracked =
-        mode == settings::Intercept::All || p.cls == plan::OperationClass::Rewrite ||
-        p.cls == plan::OperationClass::NativeConcurrent || !st.options.empty();
+    const bool tracked = mode == settings::Intercept::All ||
+                         p.cls == plan::OperationClass::Rewrite ||
+                         p.cls == plan::OperationClass::NativeConcurrent || !st.options.empty();
 
     if (!tracked) {
         engine::run_untracked(st);

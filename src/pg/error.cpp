@@ -48,9 +48,7 @@ void call_raw(void (*fn)(void*), void* ctx) {
     ErrorData* volatile edata = nullptr;
 
     PG_TRY();
-    {
-        fn(ctx);
-    }
+    { fn(ctx); }
     PG_CATCH();
     {
         MemoryContextSwitchTo(caller_context);
@@ -113,10 +111,10 @@ bool capture_exceptions(void (*fn)(void*), void* ctx, PendingError* pending) noe
 void raise_pending(const PendingError& p) {
     if (p.data != nullptr)
         ReThrowError(p.data);
-    ereport(ERROR, (errcode(p.sqlerrcode),
-                    errmsg_internal("%s", p.message ? p.message : "out of memory"),
-                    p.detail ? errdetail_internal("%s", p.detail) : 0,
-                    p.hint ? errhint("%s", p.hint) : 0));
+    ereport(ERROR,
+            (errcode(p.sqlerrcode), errmsg_internal("%s", p.message ? p.message : "out of memory"),
+             p.detail ? errdetail_internal("%s", p.detail) : 0,
+             p.hint ? errhint("%s", p.hint) : 0));
     pg_unreachable();
 }
 

@@ -54,14 +54,14 @@ Rows Spi::query(std::string_view sql, const std::vector<Value>& params) {
     // caller's back (see the constructor).
     int rc = call([&] {
         MemoryContext caller = CurrentMemoryContext;
-        int result = SPI_execute_with_args(query_text, nargs, type_array, value_array, null_array,
-                                           false, 0);
+        int result =
+            SPI_execute_with_args(query_text, nargs, type_array, value_array, null_array, false, 0);
         MemoryContextSwitchTo(caller);
         return result;
     });
     if (rc < 0)
-        raise(ERRCODE_INTERNAL_ERROR, "heliosmig: SPI failed (" + std::to_string(rc) + ") for: " +
-                                          text);
+        raise(ERRCODE_INTERNAL_ERROR,
+              "heliosmig: SPI failed (" + std::to_string(rc) + ") for: " + text);
 
     Rows result;
     result.processed = SPI_processed;

@@ -23,9 +23,7 @@ ErrorData* run_in_subtransaction(bool (*fn)(void*), void* ctx) {
     MemoryContextSwitchTo(caller_context);
 
     PG_TRY();
-    {
-        keep = fn(ctx);
-    }
+    { keep = fn(ctx); }
     PG_CATCH();
     {
         MemoryContextSwitchTo(caller_context);

@@ -209,8 +209,7 @@ DialectResult normalize_dialect(const std::string& ddl) {
             if (column + 1 >= end)
                 continue;
             edits.push_back({t.location, tokens[column].location, "ALTER COLUMN "});
-            edits.push_back(
-                {end_of(tokens, column, ddl), end_of(tokens, column, ddl), " TYPE "});
+            edits.push_back({end_of(tokens, column, ddl), end_of(tokens, column, ddl), " TYPE "});
             i = column;
             continue;
         }

@@ -29,8 +29,8 @@ int parse_int(std::string_view key, std::string_view value) {
     auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), result);
     if (ec != std::errc() || ptr != value.data() + value.size())
         pg::raise(ERRCODE_INVALID_PARAMETER_VALUE,
-                  fmt::format("invalid value for migration option {}: \"{}\"", key, value),
-                  {}, fmt::format("{} takes a whole number.", key));
+                  fmt::format("invalid value for migration option {}: \"{}\"", key, value), {},
+                  fmt::format("{} takes a whole number.", key));
     return result;
 }
 
@@ -49,8 +49,8 @@ bool parse_bool(std::string_view key, std::string_view value) {
 
 bool is_migration_option(std::string_view key) {
     static constexpr std::array<std::string_view, 7> keys{
-        "migration_mode", "mode",           "chunk_size",  "throttle_io",
-        "shadow_traffic", "enable_shadow_traffic", "auto_cutover"};
+        "migration_mode",        "mode",        "chunk_size", "throttle_io", "shadow_traffic",
+        "enable_shadow_traffic", "auto_cutover"};
     const std::string k = lower(key);
     return std::find(keys.begin(), keys.end(), k) != keys.end();
 }

@@ -155,8 +155,7 @@ Verdict classify_subcommand(const AlterTableCmd* cmd) {
 }
 
 void consider(Verdict& worst, Verdict v) {
-    if (severity(v.cls) > severity(worst.cls) ||
-        (worst.reason.empty() && v.cls == worst.cls))
+    if (severity(v.cls) > severity(worst.cls) || (worst.reason.empty() && v.cls == worst.cls))
         worst = std::move(v);
 }
 
@@ -257,7 +256,8 @@ Plan make_plan(const Statement& st, const MigrationOptions& options) {
         plan.supported = true;
         plan.runs_online = plan.cls == OperationClass::Metadata;
         plan.steps = {lock_safety_step(plan.lock_name, st.table_name),
-                      fmt::format("run the statement as PostgreSQL does{}", plan.runs_online
+                      fmt::format("run the statement as PostgreSQL does{}",
+                                  plan.runs_online
                                       ? ""
                                       : ", holding the lock for the whole scan or rewrite "
                                         "(offline: the table is blocked meanwhile)"),

@@ -32,15 +32,15 @@ using StorageSet = std::set<std::pair<std::string, std::string>>;
 // constraint of the probe, as (kind, id) pairs.
 StorageSet storage_of(Oid relid) {
     pg::Spi spi;
-    pg::Rows rows = spi.query(
-        "SELECT 'heap', relfilenode::text FROM pg_catalog.pg_class WHERE oid = $1::oid"
-        " UNION ALL"
-        " SELECT 'index', c.relfilenode::text FROM pg_catalog.pg_index i"
-        "   JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1::oid"
-        " UNION ALL"
-        " SELECT 'check', oid::text FROM pg_catalog.pg_constraint"
-        "  WHERE conrelid = $1::oid AND contype = 'c' AND convalidated",
-        {std::to_string(relid)});
+    pg::Rows rows =
+        spi.query("SELECT 'heap', relfilenode::text FROM pg_catalog.pg_class WHERE oid = $1::oid"
+                  " UNION ALL"
+                  " SELECT 'index', c.relfilenode::text FROM pg_catalog.pg_index i"
+                  "   JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1::oid"
+                  " UNION ALL"
+                  " SELECT 'check', oid::text FROM pg_catalog.pg_constraint"
+                  "  WHERE conrelid = $1::oid AND contype = 'c' AND convalidated",
+                  {std::to_string(relid)});
     StorageSet set;
     for (const auto& row : rows.rows)
         set.emplace(*row[0], *row[1]);
@@ -52,7 +52,8 @@ StorageSet storage_of(Oid relid) {
 // reference a permanent one, and a foreign key never rewrites.
 AlterTableStmt* probe_statement(const AlterTableStmt* stmt, const char* probe_name) {
     return pg::call([&] {
-        AlterTableStmt* copy = static_cast<AlterTableStmt*>(copyObjectImpl(const_cast<AlterTableStmt*>(stmt)));
+        AlterTableStmt* copy =
+            static_cast<AlterTableStmt*>(copyObjectImpl(const_cast<AlterTableStmt*>(stmt)));
         List* cmds = NIL;
         ListCell* cell;
         foreach (cell, copy->cmds) {

@@ -61,8 +61,9 @@ void strip_alter_table_options(AlterTableStmt* stmt, OptionList& found) {
     stmt->cmds = cmds;
     if (cmds == NIL)
         pg::raise(ERRCODE_SYNTAX_ERROR, "ALTER TABLE has no operation besides migration options",
-                  {}, "Add the change to make, e.g. ALTER TABLE t ADD COLUMN c int, SET "
-                      "(migration_mode = 'online').");
+                  {},
+                  "Add the change to make, e.g. ALTER TABLE t ADD COLUMN c int, SET "
+                  "(migration_mode = 'online').");
 }
 
 bool is_table_rename(const RenameStmt* stmt) {
@@ -87,7 +88,6 @@ StatementKind kind_of(const Node* node) {
                   "heliosmig runs ALTER TABLE, CREATE INDEX and DROP INDEX statements.");
     }
 }
-
 
 std::string collapse_whitespace(const std::string& text) {
     std::string out;
@@ -171,7 +171,8 @@ std::string qualified_table_name(Oid relid) {
         return rel && nsp ? quote_qualified_identifier(nsp, rel) : nullptr;
     });
     if (name == nullptr)
-        pg::raise(ERRCODE_UNDEFINED_TABLE, fmt::format("relation with OID {} does not exist", relid));
+        pg::raise(ERRCODE_UNDEFINED_TABLE,
+                  fmt::format("relation with OID {} does not exist", relid));
     return name;
 }
 
@@ -214,10 +215,10 @@ Statement parse_statement(const std::string& ddl) {
     List* parsed = with_statement_positions(
         pgsql.sql, [&] { return pg::call([&] { return raw_parser(text, RAW_PARSE_DEFAULT); }); });
     if (list_length(parsed) != 1)
-        pg::raise(ERRCODE_SYNTAX_ERROR,
-                  fmt::format("a migration runs exactly one statement, not {}",
-                              list_length(parsed)),
-                  {}, "Start one migration per statement.");
+        pg::raise(
+            ERRCODE_SYNTAX_ERROR,
+            fmt::format("a migration runs exactly one statement, not {}", list_length(parsed)), {},
+            "Start one migration per statement.");
     RawStmt* raw = linitial_node(RawStmt, parsed);
     if (!is_migratable_node(raw->stmt))
         pg::raise(ERRCODE_FEATURE_NOT_SUPPORTED, "heliosmig cannot run this statement",
@@ -252,8 +253,7 @@ void resolve_target(Statement& st) {
                                   const char* name = get_rel_name(relid);
                                   return name ? name : "the table";
                               })),
-                  {},
-                  "No other session can see a temporary table: run the DDL directly.");
+                  {}, "No other session can see a temporary table: run the DDL directly.");
     bool owner = pg::call([&] { return pg_class_ownercheck(relid, GetUserId()); });
     if (!owner)
         pg::raise(ERRCODE_INSUFFICIENT_PRIVILEGE,

@@ -56,24 +56,22 @@ void Init() {
                              "error.",
                              &wait_setting, false, PGC_USERSET, 0, nullptr, nullptr, nullptr);
 
-    DefineCustomIntVariable("heliosmig.lock_timeout",
-                            "How long one attempt to take a migration's table lock may wait.",
-                            "After this the attempt gives up, so the application's queries never "
-                            "queue behind heliosmig for longer; it is retried later.",
-                            &lock_timeout_setting, 100, 1, 60000, PGC_USERSET, GUC_UNIT_MS,
-                            nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "heliosmig.lock_timeout", "How long one attempt to take a migration's table lock may wait.",
+        "After this the attempt gives up, so the application's queries never "
+        "queue behind heliosmig for longer; it is retried later.",
+        &lock_timeout_setting, 100, 1, 60000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 
-    DefineCustomIntVariable("heliosmig.lock_retries",
-                            "How many times a lock attempt that timed out is retried.", nullptr,
-                            &lock_retries_setting, 600, 0, 1000000, PGC_USERSET, 0, nullptr,
-                            nullptr, nullptr);
+    DefineCustomIntVariable(
+        "heliosmig.lock_retries", "How many times a lock attempt that timed out is retried.",
+        nullptr, &lock_retries_setting, 600, 0, 1000000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
         "heliosmig.lock_retry_max_delay", "Longest pause between two lock attempts.",
         "Pauses start at 10 ms, double after each failed attempt up to this value, and are "
         "jittered by +-50%.",
-        &lock_retry_max_delay_setting, 1000, 1, 600000, PGC_USERSET, GUC_UNIT_MS, nullptr,
-        nullptr, nullptr);
+        &lock_retry_max_delay_setting, 1000, 1, 600000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
+        nullptr);
 
     MarkGUCPrefixReserved("heliosmig");
 }

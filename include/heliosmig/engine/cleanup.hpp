@@ -8,7 +8,7 @@
 namespace heliosmig::engine {
 
 // The names a migration's artifacts get, here so that creator and remover agree.
-std::string ghost_table_name(Oid table_oid); // heliosmig.ghost_<oid>
+std::string ghost_table_name(Oid table_oid);            // heliosmig.ghost_<oid>
 std::string slot_name(const std::string& migration_id); // heliosmig_<uuid hex>
 
 // Drops the ghost table and the replication slot if they exist. The ghost is

@@ -75,11 +75,12 @@ template <typename F> auto call(F&& fn) -> std::invoke_result_t<F&> {
             std::remove_reference_t<F>* fn;
             R result;
         } frame{&fn, R{}};
-        call_raw([](void* c) {
-            auto* f = static_cast<Frame*>(c);
-            f->result = (*f->fn)();
-        },
-                 &frame);
+        call_raw(
+            [](void* c) {
+                auto* f = static_cast<Frame*>(c);
+                f->result = (*f->fn)();
+            },
+            &frame);
         return frame.result;
     }
 }

@@ -22,15 +22,15 @@ enum class StatementKind {
 
 struct Statement {
     StatementKind kind = StatementKind::AlterTable;
-    Node* tree = nullptr;    // the utility statement, without migration options
-    std::string source;      // text the tree's locations refer to (may hold more statements)
-    std::string sql;         // this statement alone, in PostgreSQL syntax
-    std::string ddl;         // as the user wrote it
-    std::string operation;   // one-line description, for show_migrations()
-    OptionList options;      // migration options found in the statement
-    Oid relid = InvalidOid;  // the table being changed
+    Node* tree = nullptr;   // the utility statement, without migration options
+    std::string source;     // text the tree's locations refer to (may hold more statements)
+    std::string sql;        // this statement alone, in PostgreSQL syntax
+    std::string ddl;        // as the user wrote it
+    std::string operation;  // one-line description, for show_migrations()
+    OptionList options;     // migration options found in the statement
+    Oid relid = InvalidOid; // the table being changed
     char relkind = 0;
-    std::string table_name;  // schema-qualified, quoted
+    std::string table_name; // schema-qualified, quoted
 };
 
 // The table's name, schema-qualified and quoted as needed.
@@ -64,7 +64,8 @@ void drop_concurrently(Statement& statement);
 // Runs f() for a statement heliosmig parsed itself (heliosmig.start/explain):
 // an error whose cursor position points into the statement's text is reported
 // against that text (internal query), not against the client's query.
-template <typename F> auto with_statement_positions(const std::string& text, F&& f) -> decltype(f()) {
+template <typename F>
+auto with_statement_positions(const std::string& text, F&& f) -> decltype(f()) {
     try {
         return f();
     } catch (pg::Error& e) {
