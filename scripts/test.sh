@@ -37,6 +37,18 @@ run_suite() {
     make "$1" PG_CONFIG="$PG_BIN/pg_config" 2>&1 | tee -a "$work/tests.log"
     return "${PIPESTATUS[0]}"
 }
+hm_log "C++ formatting (.clang-format)"
+if command -v clang-format >/dev/null 2>&1; then
+    if git ls-files '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror; then
+        echo "test clang_format ... ok" | tee -a "$work/tests.log"
+    else
+        echo "test clang_format ... FAILED" | tee -a "$work/tests.log"
+        status=1
+    fi
+else
+    echo "clang-format not installed: formatting not checked"
+fi
+
 hm_log "regression tests"
 run_suite installcheck-regress || status=1
 hm_log "isolation tests"
