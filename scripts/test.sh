@@ -17,7 +17,7 @@ hm_build_and_install
 work=$(mktemp -d /tmp/heliosmig-test.XXXXXX)
 chmod 755 "$work"  # the postgres user must reach its cluster inside
 port=${HELIOSMIG_TEST_PORT:-54329}
-trap 'hm_cluster_stop "$work/cluster"; show_failures' EXIT
+trap 'hm_cluster_stop "$work/cluster"; hm_cluster_stop "$work/plain"; show_failures' EXIT
 show_failures() {
     for f in "$HM_ROOT"/regression.diffs "$HM_ROOT"/output_iso/regression.diffs; do
         [ -s "$f" ] && { echo "---- $f"; head -c 20000 "$f"; }
@@ -53,6 +53,29 @@ hm_log "regression tests"
 run_suite installcheck-regress || status=1
 hm_log "isolation tests"
 run_suite installcheck-isolation || status=1
+# Loading heliosmig any way other than shared_preload_libraries is refused with
+# a clear error: checked on a second cluster that does not preload it.
+hm_log "refusal to load without shared_preload_libraries"
+plain="$work/plain"
+mkdir -p "$plain" && chown postgres: "$plain"
+hm_as_postgres "$PG_BIN/initdb" -D "$plain/data" -U postgres --auth=trust >/dev/null
+{
+    echo "port = $((port + 1))"
+    echo "listen_addresses = ''"
+    echo "unix_socket_directories = '$plain'"
+} >>"$plain/data/postgresql.conf"
+hm_as_postgres "$PG_BIN/pg_ctl" -D "$plain/data" -l "$plain/server.log" -w start >/dev/null
+refusal=$("$PG_BIN/psql" -X -h "$plain" -p $((port + 1)) -U postgres -d postgres \
+    -c "CREATE EXTENSION heliosmig" 2>&1 || true)
+hm_cluster_stop "$plain"
+echo "$refusal"
+if echo "$refusal" | grep -q "heliosmig must be loaded via shared_preload_libraries"; then
+    echo "test preload_required ... ok" | tee -a "$work/tests.log"
+else
+    echo "test preload_required ... FAILED" | tee -a "$work/tests.log"
+    status=1
+fi
+
 passed=$(grep -cE '^test .* \.\.\. ok' "$work/tests.log" || true)
 failed=$(grep -cE '^test .* \.\.\. (FAILED|failed)' "$work/tests.log" || true)
 if [ "$failed" -gt 0 ] || [ "$passed" -eq 0 ]; then status=1; fi
