@@ -22,26 +22,26 @@ enum class SubtransactionEnd { Commit, Rollback };
 // through pg::call (the templates below do).
 ErrorData* run_in_subtransaction(bool (*fn)(void*), void* ctx);
 
-// Runs f() in a subtransaction that is committed into the parent when f
-// returns normally. A PostgreSQL error raised in f (directly or as a pg::Error)
-// rolls it back and is returned. Any other exception rolls it back and is
-// rethrown.
-template <typename F> std::optional<Error> in_subtransaction(F&& f) {
-    struct Frame {
-        std::remove_reference_t<F>* f;
-        std::optional<Error> failure;
-        std::exception_ptr other;
-    } frame{&f, std::nullopt, nullptr};
+namespace detail {
 
-    // The handlers only move: nothing in them can throw while the
-    // subtransaction's PG_TRY is on the stack.
-    ErrorData* edata = call([&]() noexcept {
+template <typename F> struct SubtransactionFrame {
+    F* f;
+    bool keep; // commit into the parent when f returns normally
+    std::optional<Error> failure;
+    std::exception_ptr other;
+};
+
+// Runs frame.f in a subtransaction; C++ exceptions are caught inside it (the
+// handlers only move, so nothing can throw while its PG_TRY is on the stack)
+// and left in the frame for the caller to act on after the rollback.
+template <typename F> ErrorData* run_frame(SubtransactionFrame<F>& frame) {
+    return call([&]() noexcept {
         return run_in_subtransaction(
             [](void* c) noexcept -> bool {
-                auto* fr = static_cast<Frame*>(c);
+                auto* fr = static_cast<SubtransactionFrame<F>*>(c);
                 try {
                     (*fr->f)();
-                    return true;
+                    return fr->keep;
                 } catch (Error& e) {
                     fr->failure.emplace(std::move(e));
                 } catch (...) {
@@ -51,6 +51,17 @@ template <typename F> std::optional<Error> in_subtransaction(F&& f) {
             },
             &frame);
     });
+}
+
+} // namespace detail
+
+// Runs f() in a subtransaction that is committed into the parent when f
+// returns normally. A PostgreSQL error raised in f (directly or as a pg::Error)
+// rolls it back and is returned. Any other exception rolls it back and is
+// rethrown.
+template <typename F> std::optional<Error> in_subtransaction(F&& f) {
+    detail::SubtransactionFrame<std::remove_reference_t<F>> frame{&f, true, std::nullopt, nullptr};
+    ErrorData* edata = detail::run_frame(frame);
     if (frame.other)
         std::rethrow_exception(frame.other);
     if (edata != nullptr)
@@ -61,26 +72,12 @@ template <typename F> std::optional<Error> in_subtransaction(F&& f) {
 // Runs f() in a subtransaction that is always rolled back: for probing what a
 // statement would do without keeping any of it. Errors are rethrown.
 template <typename F> void in_discarded_subtransaction(F&& f) {
-    struct Frame {
-        std::remove_reference_t<F>* f;
-        std::exception_ptr failure;
-    } frame{&f, nullptr};
-
-    ErrorData* edata = call([&]() noexcept {
-        return run_in_subtransaction(
-            [](void* c) noexcept -> bool {
-                auto* fr = static_cast<Frame*>(c);
-                try {
-                    (*fr->f)();
-                } catch (...) {
-                    fr->failure = std::current_exception();
-                }
-                return false;
-            },
-            &frame);
-    });
+    detail::SubtransactionFrame<std::remove_reference_t<F>> frame{&f, false, std::nullopt, nullptr};
+    ErrorData* edata = detail::run_frame(frame);
+    if (frame.other)
+        std::rethrow_exception(frame.other);
     if (frame.failure)
-        std::rethrow_exception(frame.failure);
+        throw std::move(*frame.failure);
     if (edata != nullptr)
         throw Error::from_error_data(edata);
 }
