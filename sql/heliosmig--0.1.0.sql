@@ -35,6 +35,9 @@ CREATE TABLE heliosmig.helios_migrations (
     lock_wait            interval NOT NULL DEFAULT '0',
     rows_total           bigint,
     rows_copied          bigint NOT NULL DEFAULT 0,
+    phase                text,
+    object_name          text,
+    worker_pid           integer,
     error                text,
     rollback_feasibility text NOT NULL DEFAULT 'SAFE'
         CHECK (rollback_feasibility IN ('SAFE', 'RISKY', 'IMPOSSIBLE')),
@@ -204,6 +207,21 @@ AS $$
             CASE WHEN m.state = 'COMPLETED' THEN '100% (no data copy)' ELSE '0% (no data copy)' END
         WHEN m.operation_class = 'offline' THEN
             CASE WHEN m.state = 'COMPLETED' THEN '100% (ran offline)' ELSE '0% (runs offline)' END
+        WHEN m.operation_class = 'native_concurrent' AND m.state NOT IN ('COMPLETED', 'ROLLED_BACK', 'FAILED') THEN
+            coalesce((SELECT CASE
+                          WHEN p.tuples_total > 0 THEN
+                              format('%s%% (%s/%s rows, %s)',
+                                     least(100, floor(100.0 * p.tuples_done / p.tuples_total))::int,
+                                     p.tuples_done, p.tuples_total, p.phase)
+                          WHEN p.blocks_total > 0 THEN
+                              format('%s%% (%s/%s blocks, %s)',
+                                     least(100, floor(100.0 * p.blocks_done / p.blocks_total))::int,
+                                     p.blocks_done, p.blocks_total, p.phase)
+                          ELSE format('0%% (%s)', p.phase)
+                      END
+                        FROM pg_catalog.pg_stat_progress_create_index p
+                       WHERE p.pid = m.worker_pid),
+                     format('0%% (%s)', coalesce(m.phase, lower(m.state))))
         WHEN m.rows_total IS NULL OR m.rows_total = 0 THEN
             CASE WHEN m.state = 'COMPLETED' THEN '100%' ELSE '0%' END
         ELSE format('%s%% (%s/%s rows)',

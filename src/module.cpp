@@ -1,4 +1,6 @@
 // heliosmig's shared library: the magic block and _PG_init.
+#include "heliosmig/engine/launcher.hpp"
+#include "heliosmig/engine/worker.hpp"
 #include "heliosmig/hook/utility.hpp"
 #include "heliosmig/pg/postgres.hpp"
 #include "heliosmig/settings/settings.hpp"
@@ -24,4 +26,6 @@ void _PG_init(void) {
         return;
     heliosmig::settings::Init();
     heliosmig::hook::Init();
+    heliosmig::engine::InitWorkerControl();
+    heliosmig::engine::InitLauncher();
 }

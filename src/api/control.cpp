@@ -4,9 +4,11 @@
 // calls on one migration serialize and each sees the other's result.
 #include "heliosmig/catalog/store.hpp"
 #include "heliosmig/engine/cleanup.hpp"
+#include "heliosmig/engine/worker.hpp"
 #include "heliosmig/pg/function.hpp"
 
 extern "C" {
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -101,6 +103,21 @@ HM_FUNCTION(heliosmig_rollback) {
         wrong_state(m, "roll back",
                     "Its cutover is running and takes milliseconds: look again when it is done.");
     catalog::transition(m.id, State::RollingBack, "rollback requested");
+    // A running worker undoes its own work: it is interrupted once this
+    // transaction commits, sees ROLLING_BACK, and removes what it created.
+    // Without one (it died, or the server restarted), a new worker does it:
+    // an index is dropped CONCURRENTLY, which cannot run in this transaction.
+    std::optional<catalog::Task> task = catalog::load_task(m.id);
+    if (task && engine::worker_alive(task->worker_pid)) {
+        engine::cancel_worker_at_commit(task->worker_pid);
+        return text_result("ROLLING_BACK");
+    }
+    if (task && task->operation_class == "native_concurrent") {
+        const TransactionId xid = pg::call([] { return GetTopTransactionId(); });
+        const Oid database = pg::call([] { return MyDatabaseId; });
+        engine::launch_worker(m.id, database, task->started_by, xid);
+        return text_result("ROLLING_BACK");
+    }
     engine::remove_migration_artifacts(m.id, m.table_oid);
     catalog::transition(m.id, State::RolledBack, "rolled back: ghost table and slot removed");
     return text_result("ROLLED_BACK");

@@ -84,7 +84,8 @@ bool is_legal_transition(State from, State to) {
     case Synchronizing:
         return one_of(to, {Validating, Cutover});
     case Validating:
-        return one_of(to, {Ready, Cutover});
+        // An index build has no cutover: once its index is valid it is done.
+        return one_of(to, {Ready, Cutover, Completed});
     case Ready:
         return to == Cutover;
     case Cutover:

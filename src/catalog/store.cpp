@@ -80,15 +80,16 @@ std::string create_migration(const NewMigration& m) {
         "INSERT INTO heliosmig.helios_migrations"
         " (table_oid, table_name, operation, operation_class, ddl, statement, search_path,"
         "  mode, chunk_size, throttle_io, shadow_traffic, auto_cutover, lock_mode, started_by,"
-        "  state_entered_at)"
+        "  object_name, state_entered_at)"
         " VALUES ($1::oid, $2, $3, $4, $5, $6, $7, $8, $9::int, $10::int, $11::bool,"
-        "  $12::bool, $13, $14::oid::regrole,"
+        "  $12::bool, $13, $14::oid::regrole, $15,"
         "  pg_catalog.jsonb_build_object('CREATED', pg_catalog.clock_timestamp()))"
         " RETURNING migration_id::text",
         {std::to_string(m.table_oid), m.table_name, m.operation, m.operation_class, m.ddl,
          m.statement, m.search_path, m.mode, std::to_string(m.chunk_size),
          std::to_string(m.throttle_io), bool_text(m.shadow_traffic), bool_text(m.auto_cutover),
-         m.lock_mode, std::to_string(m.started_by)});
+         m.lock_mode, std::to_string(m.started_by),
+         m.object_name.empty() ? Value() : Value(m.object_name)});
     std::string id = *rows.rows.at(0).at(0);
     writer.query("INSERT INTO heliosmig.helios_migration_logs"
                  " (migration_id, level, event, to_state, message, details)"
@@ -140,6 +141,13 @@ std::optional<std::string> active_migration_for_table(Oid table_oid) {
     return rows.rows.front().front();
 }
 
+namespace {
+
+void write_transition(CatalogWriter& writer, const std::string& id, const std::string& from_name,
+                      const std::string& to_name, const std::string& message);
+
+} // namespace
+
 void transition(const std::string& id, State to, const std::string& message) {
     const std::string to_name(state_name(to));
     CatalogWriter writer;
@@ -148,8 +156,25 @@ void transition(const std::string& id, State to, const std::string& message) {
         {id});
     if (from.rows.empty())
         pg::raise(ERRCODE_UNDEFINED_OBJECT, fmt::format("migration {} does not exist", id));
-    const std::string from_name = *from.rows.front().front();
+    write_transition(writer, id, *from.rows.front().front(), to_name, message);
+}
 
+bool transition_from(const std::string& id, State from, State to, const std::string& message) {
+    CatalogWriter writer;
+    pg::Rows current = writer.query(
+        "SELECT state FROM heliosmig.helios_migrations WHERE migration_id = $1::uuid FOR UPDATE",
+        {id});
+    if (current.rows.empty() || *current.rows.front().front() != state_name(from))
+        return false;
+    write_transition(writer, id, std::string(state_name(from)), std::string(state_name(to)),
+                     message);
+    return true;
+}
+
+namespace {
+
+void write_transition(CatalogWriter& writer, const std::string& id, const std::string& from_name,
+                      const std::string& to_name, const std::string& message) {
     // The trigger rejects illegal transitions; PAUSED remembers where to resume.
     writer.query("UPDATE heliosmig.helios_migrations SET"
                  "  state = $2,"
@@ -168,6 +193,8 @@ void transition(const std::string& id, State to, const std::string& message) {
                  "         'transition', $2, $3, $4)",
                  {id, from_name, to_name, message});
 }
+
+} // namespace
 
 void log_event(const std::string& id, LogLevel level, const std::string& event,
                const std::string& message, const std::string& details_json) {
@@ -202,6 +229,83 @@ void request_cutover(const std::string& id, bool force) {
                  "  cutover_force = $2::bool, updated_at = pg_catalog.clock_timestamp()"
                  " WHERE migration_id = $1::uuid",
                  {id, bool_text(force)});
+}
+
+namespace {
+
+constexpr const char* kTaskColumns =
+    "migration_id::text, state, table_oid::text, table_name, operation_class, statement,"
+    " search_path, coalesce(object_name, ''), started_by::oid::text, coalesce(worker_pid, 0)::text";
+
+Task task_from_row(const pg::Row& r) {
+    Task t;
+    t.id = *r[0];
+    t.state = parse_state(*r[1]).value_or(State::Failed);
+    t.table_oid = static_cast<Oid>(std::stoul(*r[2]));
+    t.table_name = *r[3];
+    t.operation_class = *r[4];
+    t.statement = *r[5];
+    t.search_path = *r[6];
+    t.object_name = *r[7];
+    t.started_by = static_cast<Oid>(std::stoul(*r[8]));
+    t.worker_pid = std::stoi(*r[9]);
+    return t;
+}
+
+} // namespace
+
+std::optional<Task> load_task(const std::string& id) {
+    CatalogWriter reader;
+    pg::Rows rows = reader.query(fmt::format("SELECT {} FROM heliosmig.helios_migrations"
+                                             " WHERE migration_id = $1::uuid",
+                                             kTaskColumns),
+                                 {id});
+    if (rows.rows.empty())
+        return std::nullopt;
+    return task_from_row(rows.rows.front());
+}
+
+State current_state(const std::string& id) {
+    CatalogWriter reader;
+    pg::Value state = reader
+                          .query("SELECT state FROM heliosmig.helios_migrations"
+                                 " WHERE migration_id = $1::uuid",
+                                 {id})
+                          .rows.at(0)
+                          .at(0);
+    return parse_state(*state).value_or(State::Failed);
+}
+
+void set_worker_pid(const std::string& id, int pid) {
+    CatalogWriter writer;
+    writer.query("UPDATE heliosmig.helios_migrations SET worker_pid = $2::int,"
+                 "  updated_at = pg_catalog.clock_timestamp() WHERE migration_id = $1::uuid",
+                 {id, pid > 0 ? Value(std::to_string(pid)) : Value()});
+}
+
+void set_phase(const std::string& id, const std::string& phase) {
+    CatalogWriter writer;
+    writer.query("UPDATE heliosmig.helios_migrations SET phase = $2,"
+                 "  updated_at = pg_catalog.clock_timestamp() WHERE migration_id = $1::uuid",
+                 {id, phase});
+}
+
+// A worker is alive if a process of that pid is a heliosmig migration worker.
+std::vector<Task> orphaned_tasks() {
+    CatalogWriter reader;
+    pg::Rows rows =
+        reader.query(fmt::format("SELECT {} FROM heliosmig.helios_migrations m"
+                                 " WHERE m.state NOT IN ('COMPLETED', 'ROLLED_BACK', 'FAILED')"
+                                 "   AND m.operation_class IN ('native_concurrent', 'rewrite')"
+                                 "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a"
+                                 "                    WHERE a.pid = m.worker_pid"
+                                 "                      AND a.backend_type = 'heliosmig migration')"
+                                 " ORDER BY m.created_at",
+                                 kTaskColumns));
+    std::vector<Task> tasks;
+    for (const auto& row : rows.rows)
+        tasks.push_back(task_from_row(row));
+    return tasks;
 }
 
 } // namespace heliosmig::catalog

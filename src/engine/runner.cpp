@@ -2,14 +2,21 @@
 #include "heliosmig/engine/runner.hpp"
 #include "heliosmig/catalog/store.hpp"
 #include "heliosmig/engine/lock_retry.hpp"
+#include "heliosmig/engine/worker.hpp"
 #include "heliosmig/plan/plan.hpp"
 #include "heliosmig/pg/error.hpp"
+#include "heliosmig/pg/spi.hpp"
+#include "heliosmig/pg/transaction.hpp"
 #include "heliosmig/pg/utility.hpp"
 
 extern "C" {
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "miscadmin.h"
+#include "storage/latch.h"
 #include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/wait_event.h"
 }
 
 #include <fmt/format.h>
@@ -48,7 +55,12 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
     plan::Plan plan = plan::make_plan(st, options);
     if (!plan.supported)
         refuse(st, plan);
-    plan::drop_concurrently(st);
+    const bool asynchronous = plan.asynchronous && options.mode == plan::Mode::Online;
+    if (!asynchronous)
+        plan::drop_concurrently(st);
+    std::string index_name;
+    if (asynchronous && st.kind == plan::StatementKind::CreateIndex)
+        index_name = plan::choose_index_name(st);
 
     catalog::NewMigration record;
     record.table_oid = st.relid;
@@ -68,6 +80,7 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
     record.auto_cutover = options.auto_cutover;
     record.lock_mode = plan.lock_name;
     record.started_by = pg::call([] { return GetUserId(); });
+    record.object_name = index_name;
 
     const std::string id = catalog::create_migration(record);
     catalog::transition(id, State::Planning,
@@ -75,6 +88,15 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
     if (options.shadow_traffic)
         catalog::log_event(id, catalog::LogLevel::Info, "option",
                            "shadow traffic applies only to migrations that copy data; ignored");
+
+    if (asynchronous) {
+        // The worker waits for this transaction: it sees the migration only
+        // once the caller commits, and nothing if the caller rolls back.
+        const TransactionId xid = pg::call([] { return GetTopTransactionId(); });
+        const Oid database = pg::call([] { return MyDatabaseId; });
+        launch_worker(id, database, record.started_by, xid);
+        return {id, record.operation_class, "PLANNING"};
+    }
 
     catalog::transition(id, State::Cutover,
                         fmt::format("taking {} on {} with lock_timeout and retries", plan.lock_name,
@@ -92,6 +114,47 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
     catalog::set_rollback_feasibility(id, "IMPOSSIBLE");
     catalog::transition(id, State::Completed, "statement applied");
     return {id, record.operation_class, "COMPLETED"};
+}
+
+// Each poll is a transaction of its own and the pauses are between
+// transactions: a concurrent index build waits for every transaction older
+// than its snapshots, and must not wait for this one.
+void wait_for_migration(const std::string& id) {
+    pg::call([] {
+        PopActiveSnapshot();
+        CommitTransactionCommand();
+    });
+    for (;;) {
+        pg::Rows rows = pg::in_worker_transaction([&] {
+            pg::Spi spi;
+            return spi.query("SELECT state, coalesce(error, '') FROM heliosmig.helios_migrations"
+                             " WHERE migration_id = $1::uuid",
+                             {id});
+        });
+        const std::string state = rows.rows.empty() ? "FAILED" : *rows.rows.front()[0];
+        if (state == "COMPLETED" || state == "FAILED" || state == "ROLLED_BACK") {
+            // The statement ends in a transaction, as the portal expects.
+            pg::call([] { StartTransactionCommand(); });
+            if (state == "FAILED")
+                pg::raise(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                          fmt::format("the migration failed: {}",
+                                      rows.rows.empty() ? std::string("its record is gone")
+                                                        : *rows.rows.front()[1]),
+                          fmt::format("Migration {}.", id),
+                          "heliosmig.helios_migration_logs has its history; everything the "
+                          "migration created was removed.");
+            if (state == "ROLLED_BACK")
+                pg::raise(ERRCODE_QUERY_CANCELED, "the migration was rolled back",
+                          fmt::format("Migration {}.", id));
+            return;
+        }
+        pg::call([] {
+            (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100,
+                            PG_WAIT_EXTENSION);
+            ResetLatch(MyLatch);
+            CHECK_FOR_INTERRUPTS();
+        });
+    }
 }
 
 void run_untracked(const plan::Statement& st) {

@@ -118,7 +118,7 @@ bool is_concurrent(Node* node) {
 
 } // namespace
 
-Outcome intercept(Node* node, const char* source, int location, int length) {
+Outcome intercept(Node* node, const char* source, int location, int length, bool top_level) {
     if (!plan::is_migratable_node(node))
         return {};
     Target target = find_target(node);
@@ -152,7 +152,24 @@ Outcome intercept(Node* node, const char* source, int location, int length) {
         return {Action::Handled, {}};
     }
 
+    const bool asynchronous = p.asynchronous && options.mode == plan::Mode::Online;
+    const bool wait = asynchronous && settings::wait_for_completion();
+    if (asynchronous && pg::call([] { return IsTransactionBlock(); }))
+        pg::raise(ERRCODE_ACTIVE_SQL_TRANSACTION,
+                  "an online migration cannot run inside a transaction block", {},
+                  "Run the statement on its own (it returns at once and a background worker "
+                  "does the work), use heliosmig.start(), or SET heliosmig.intercept = off to "
+                  "run it the ordinary, blocking way.");
+    if (wait && !top_level)
+        pg::raise(ERRCODE_FEATURE_NOT_SUPPORTED,
+                  "heliosmig.wait works only for statements sent by the client", {},
+                  "Inside a function, use heliosmig.start() and poll heliosmig.show_migration().");
+
     engine::StartResult started = engine::start_migration(st, options);
+    if (wait) {
+        engine::wait_for_migration(started.migration_id);
+        started.final_state = "COMPLETED";
+    }
     return {Action::Handled,
             fmt::format("heliosmig: migration {} {} ({})", started.migration_id,
                         started.final_state == "COMPLETED" ? "completed" : "started",

@@ -77,7 +77,8 @@ void heliosmig_process_utility(PlannedStmt* pstmt, const char* query_string, boo
     Action action = Action::PassThrough;
     char* notice = nullptr;
     pg::run_guarded([&] {
-        Outcome outcome = intercept(parsetree, query_string, pstmt->stmt_location, pstmt->stmt_len);
+        Outcome outcome = intercept(parsetree, query_string, pstmt->stmt_location, pstmt->stmt_len,
+                                    context == PROCESS_UTILITY_TOPLEVEL);
         action = outcome.action;
         if (!outcome.notice.empty())
             notice = pstrdup(outcome.notice.c_str());

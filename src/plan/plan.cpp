@@ -275,9 +275,24 @@ Plan make_plan(const Statement& st, const MigrationOptions& options) {
                       "commit, releasing the lock"};
         break;
     case OperationClass::NativeConcurrent:
-        plan.unsupported_why = "online index builds and constraint validation are not supported "
-                               "yet";
-        plan.steps = {"build the index CONCURRENTLY or add the constraint NOT VALID",
+        if (st.kind == StatementKind::CreateIndex) {
+            plan.supported = true;
+            plan.runs_online = true;
+            plan.asynchronous = true;
+            plan.lock_name = "ShareUpdateExclusiveLock";
+            plan.steps = {
+                "record the migration; a background worker starts once this transaction commits",
+                fmt::format("build the index with CREATE INDEX CONCURRENTLY on {}: {} only, so "
+                            "reads and writes continue; progress from "
+                            "pg_stat_progress_create_index",
+                            st.table_name, plan.lock_name),
+                "check the index is valid and ready; on failure or rollback drop it "
+                "CONCURRENTLY, so no INVALID index is left behind"};
+            break;
+        }
+        plan.unsupported_why = "online constraint validation (NOT VALID, then VALIDATE) is not "
+                               "supported yet";
+        plan.steps = {"add the constraint NOT VALID, or build its index CONCURRENTLY",
                       "validate without blocking writes (SHARE UPDATE EXCLUSIVE)",
                       "attach under a short lock with lock_timeout and retries"};
         break;

@@ -238,6 +238,30 @@ void drop_concurrently(Statement& st) {
         castNode(IndexStmt, st.tree)->concurrent = false;
 }
 
+std::string choose_index_name(Statement& st) {
+    IndexStmt* stmt = castNode(IndexStmt, st.tree);
+    const Oid relid = st.relid;
+    char* name = pg::call([&]() -> char* {
+        Oid namespace_oid = get_rel_namespace(relid);
+        if (stmt->idxname != nullptr) {
+            if (OidIsValid(get_relname_relid(stmt->idxname, namespace_oid)))
+                ereport(ERROR, (errcode(ERRCODE_DUPLICATE_TABLE),
+                                errmsg("relation \"%s\" already exists", stmt->idxname)));
+            return stmt->idxname;
+        }
+        const char* column = "expr";
+        if (stmt->indexParams != NIL) {
+            IndexElem* first = linitial_node(IndexElem, stmt->indexParams);
+            if (first->name != nullptr)
+                column = first->name;
+        }
+        char* chosen = ChooseRelationName(get_rel_name(relid), column, "idx", namespace_oid, false);
+        stmt->idxname = chosen;
+        return chosen;
+    });
+    return name;
+}
+
 void resolve_target(Statement& st) {
     st.relid = target_table(st);
     Oid relid = st.relid;

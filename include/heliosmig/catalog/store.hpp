@@ -12,6 +12,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace heliosmig::catalog {
 
@@ -29,6 +30,7 @@ struct NewMigration {
     bool shadow_traffic = false;
     bool auto_cutover = true;
     std::string lock_mode;
+    std::string object_name; // the index a native-concurrent build creates
     Oid started_by = InvalidOid;
 };
 
@@ -60,6 +62,11 @@ std::optional<std::string> active_migration_for_table(Oid table_oid);
 // the transition. Illegal transitions raise an error.
 void transition(const std::string& id, State to, const std::string& message);
 
+// Moves a migration from `from` to `to` only if it is still in `from` (a
+// DBA may have paused or rolled it back meanwhile); returns whether it moved.
+// For workers, whose view of the state may be one step old.
+bool transition_from(const std::string& id, State from, State to, const std::string& message);
+
 // Appends an event to the migration's log; details is a JSON object or empty.
 void log_event(const std::string& id, LogLevel level, const std::string& event,
                const std::string& message, const std::string& details_json = {});
@@ -70,5 +77,33 @@ void record_lock_wait(const std::string& id, int attempts, double waited_ms);
 void set_rollback_feasibility(const std::string& id, const std::string& feasibility);
 
 void request_cutover(const std::string& id, bool force);
+
+// What a migration worker needs to run a migration.
+struct Task {
+    std::string id;
+    State state = State::Created;
+    Oid table_oid = InvalidOid;
+    std::string table_name;
+    std::string operation_class;
+    std::string statement;
+    std::string search_path;
+    std::string object_name;
+    Oid started_by = InvalidOid;
+    int worker_pid = 0;
+};
+
+// Reads a migration for its worker; nullopt if the row does not exist (its
+// starting transaction rolled back).
+std::optional<Task> load_task(const std::string& id);
+
+// The migration's state as committed (a fresh snapshot per call in a worker).
+State current_state(const std::string& id);
+
+void set_worker_pid(const std::string& id, int pid);
+void set_phase(const std::string& id, const std::string& phase);
+
+// Migrations that need a worker but have none alive (after a restart, or a
+// worker that died without recording its end).
+std::vector<Task> orphaned_tasks();
 
 } // namespace heliosmig::catalog

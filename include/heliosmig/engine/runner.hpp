@@ -26,6 +26,13 @@ struct StartResult {
 // transaction (or the hook's statement) rolls back with them.
 StartResult start_migration(plan::Statement& statement, const plan::MigrationOptions& options);
 
+// For an intercepted statement at top level with heliosmig.wait = on: commits
+// the statement's transaction (so the worker can start; no lock on the table
+// is held from then on, as with CREATE INDEX CONCURRENTLY), then waits in
+// fresh transactions until the migration ends. A FAILED or ROLLED_BACK end is
+// an error carrying the migration's reason.
+void wait_for_migration(const std::string& migration_id);
+
 // Runs a statement with lock safety but without tracking it (heliosmig.intercept
 // = rewrites for statements that need no migration).
 void run_untracked(const plan::Statement& statement);

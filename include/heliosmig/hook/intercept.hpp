@@ -24,6 +24,7 @@ struct Outcome {
 
 // Examines the statement (at location/length in source); runs it itself when
 // heliosmig handles it.
-Outcome intercept(Node* statement, const char* source, int location, int length);
+// top_level: the statement is the client's own (PROCESS_UTILITY_TOPLEVEL).
+Outcome intercept(Node* statement, const char* source, int location, int length, bool top_level);
 
 } // namespace heliosmig::hook

@@ -18,6 +18,12 @@ namespace heliosmig::pg {
 // heliosmig's own hook lets it through unexamined.
 void execute_utility(Node* statement, const std::string& source);
 
+// In a background worker, between transactions: runs the statement as a
+// top-level command in its own transaction, the way the server runs a client's
+// statement (so that CREATE/DROP INDEX CONCURRENTLY, which commit and start
+// transactions themselves, can run). heliosmig's hook lets it through.
+void run_toplevel_utility(Node* statement, const std::string& source);
+
 // True while heliosmig itself is running a statement through execute_utility.
 bool executing_internally();
 

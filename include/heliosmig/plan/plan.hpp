@@ -29,6 +29,7 @@ struct Plan {
     bool copies_data = false;    // the statement reads or rewrites the whole table
     bool runs_online = false;    // heliosmig can run it without blocking the application
     bool supported = false;      // heliosmig can run it now (online, or offline on request)
+    bool asynchronous = false;   // a background worker runs it after the caller commits
     std::string unsupported_why; // when !supported
     std::vector<std::string> steps;
 };

@@ -61,6 +61,12 @@ void resolve_target(Statement& statement);
 // blocking build the user asked for with mode 'offline'.
 void drop_concurrently(Statement& statement);
 
+// The name a CREATE INDEX will create: the one written, or one chosen the
+// way PostgreSQL chooses (table_column_idx, made unique in the schema), so the
+// migration can find, check and clean up its index. The statement's tree gets
+// the name. Errors: the name is taken.
+std::string choose_index_name(Statement& statement);
+
 // Runs f() for a statement heliosmig parsed itself (heliosmig.start/explain):
 // an error whose cursor position points into the statement's text is reported
 // against that text (internal query), not against the client's query.
