@@ -95,7 +95,9 @@ SELECT count(*) - :before AS tracked FROM heliosmig.helios_migrations;
 -- (the NOTICE naming each migration id is silenced here).
 SET heliosmig.intercept = 'all';
 SET client_min_messages = warning;
+SET heliosmig.wait = on;
 CREATE INDEX CONCURRENTLY idx_orders_user ON orders (user_id);
+RESET heliosmig.wait;
 ALTER TABLE users ADD COLUMN nickname text, SET (migration_mode = 'online', chunk_size = 2000, throttle_io = 30);
 SELECT * FROM last_migration();
 ALTER TABLE users RENAME COLUMN nickname TO handle;
@@ -105,7 +107,7 @@ ALTER TABLE users ALTER COLUMN email_address TYPE varchar(60);
 -- Ordinary reloptions pass through; heliosmig's are taken out.
 ALTER TABLE users SET (fillfactor = 90, chunk_size = 100);
 RESET client_min_messages;
-SELECT operation, state FROM heliosmig.helios_migrations ORDER BY created_at DESC LIMIT 5;
+SELECT operation, state FROM heliosmig.helios_migrations ORDER BY created_at DESC LIMIT 6;
 SELECT reloptions FROM pg_class WHERE relname = 'users';
 -- Options only: nothing to do.
 ALTER TABLE users SET (migration_mode = 'online');
@@ -134,8 +136,11 @@ ALTER TABLE scratch ALTER COLUMN a TYPE text;
 RESET heliosmig.intercept;
 SELECT count(*) AS tracked FROM heliosmig.helios_migrations
  WHERE table_oid IN ('fresh'::regclass, 'scratch'::regclass);
--- ... and statements already online by PostgreSQL's own means.
+-- ... and statements already online by PostgreSQL's own means. (CREATE
+-- INDEX CONCURRENTLY is not one of them: it becomes a tracked migration.)
+SET heliosmig.intercept = off;
 CREATE INDEX CONCURRENTLY idx_fresh_a2 ON fresh (a);
+RESET heliosmig.intercept;
 DROP INDEX CONCURRENTLY idx_fresh_a2;
 -- Tracked, CONCURRENTLY cannot run inside heliosmig's transaction: a dropped
 -- index takes its short lock with lock safety instead, and an offline build is

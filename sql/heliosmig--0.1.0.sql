@@ -71,10 +71,32 @@ CREATE TABLE heliosmig.helios_migration_logs (
 
 CREATE INDEX helios_migration_logs_migration ON heliosmig.helios_migration_logs (migration_id, log_id);
 
+-- The steps of a native-concurrent migration, planned when it starts and run
+-- in order by its worker; undo_sql removes what a step created (rollback,
+-- failure). A step is idempotent, so a worker restarted after a crash
+-- repeats the step it was in.
+CREATE TABLE heliosmig.helios_migration_steps (
+    migration_id uuid NOT NULL REFERENCES heliosmig.helios_migrations ON DELETE CASCADE,
+    step_no      integer NOT NULL,
+    state        text NOT NULL CHECK (state IN ('PREPARING', 'VALIDATING', 'CUTOVER')),
+    kind         text NOT NULL
+        CHECK (kind IN ('build_index', 'check_index', 'add_constraint', 'validate', 'ddl')),
+    sql          text NOT NULL,
+    object_name  text,
+    lock_mode    text NOT NULL,
+    undo_sql     text,
+    undo_concurrently boolean NOT NULL DEFAULT false,
+    description  text NOT NULL,
+    started_at   timestamptz,
+    done_at      timestamptz,
+    PRIMARY KEY (migration_id, step_no)
+);
+
 -- Keep migration history across pg_dump / restore.
 SELECT pg_catalog.pg_extension_config_dump('heliosmig.helios_migrations', '');
 SELECT pg_catalog.pg_extension_config_dump('heliosmig.helios_migration_logs', '');
 SELECT pg_catalog.pg_extension_config_dump('heliosmig.helios_migration_logs_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('heliosmig.helios_migration_steps', '');
 
 ------------------------------------------------------------------------------
 -- State machine guard: only legal transitions, whoever writes the row.
@@ -119,8 +141,10 @@ CREATE TRIGGER enforce_transition
 -- Who sees what
 ------------------------------------------------------------------------------
 
-REVOKE ALL ON heliosmig.helios_migrations, heliosmig.helios_migration_logs FROM PUBLIC;
-GRANT SELECT ON heliosmig.helios_migrations, heliosmig.helios_migration_logs TO PUBLIC;
+REVOKE ALL ON heliosmig.helios_migrations, heliosmig.helios_migration_logs,
+              heliosmig.helios_migration_steps FROM PUBLIC;
+GRANT SELECT ON heliosmig.helios_migrations, heliosmig.helios_migration_logs,
+                heliosmig.helios_migration_steps TO PUBLIC;
 GRANT USAGE ON SCHEMA heliosmig TO PUBLIC;
 
 -- A migration is visible to the owner of its table, pg_monitor and superusers.
@@ -138,6 +162,11 @@ $$;
 ALTER TABLE heliosmig.helios_migrations ENABLE ROW LEVEL SECURITY;
 CREATE POLICY visible_to_table_owner ON heliosmig.helios_migrations
     FOR SELECT USING (heliosmig.can_see_table(table_oid));
+
+ALTER TABLE heliosmig.helios_migration_steps ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible_to_table_owner ON heliosmig.helios_migration_steps
+    FOR SELECT USING (EXISTS (SELECT 1 FROM heliosmig.helios_migrations m
+                               WHERE m.migration_id = helios_migration_steps.migration_id));
 
 ALTER TABLE heliosmig.helios_migration_logs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY visible_to_table_owner ON heliosmig.helios_migration_logs

@@ -290,6 +290,52 @@ void set_phase(const std::string& id, const std::string& phase) {
                  {id, phase});
 }
 
+void insert_steps(const std::string& id, const std::vector<plan::Step>& steps) {
+    CatalogWriter writer;
+    int number = 0;
+    for (const plan::Step& step : steps) {
+        writer.query("INSERT INTO heliosmig.helios_migration_steps"
+                     " (migration_id, step_no, state, kind, sql, object_name, lock_mode, undo_sql,"
+                     "  undo_concurrently, description)"
+                     " VALUES ($1::uuid, $2::int, $3, $4, $5, $6, $7, $8, $9::bool, $10)",
+                     {id, std::to_string(++number), step.state, step.kind, step.sql,
+                      step.object_name.empty() ? Value() : Value(step.object_name), step.lock_mode,
+                      step.undo_sql.empty() ? Value() : Value(step.undo_sql),
+                      bool_text(step.undo_concurrently), step.description});
+    }
+}
+
+std::vector<StoredStep> load_steps(const std::string& id) {
+    CatalogWriter reader;
+    pg::Rows rows = reader.query(
+        "SELECT step_no::text, state, kind, sql, coalesce(object_name, ''), lock_mode,"
+        "       coalesce(undo_sql, ''), undo_concurrently::text, description,"
+        "       (done_at IS NOT NULL)::text, (started_at IS NOT NULL)::text"
+        "  FROM heliosmig.helios_migration_steps WHERE migration_id = $1::uuid ORDER BY step_no",
+        {id});
+    std::vector<StoredStep> steps;
+    for (const pg::Row& r : rows.rows) {
+        StoredStep s;
+        s.number = std::stoi(*r[0]);
+        s.step = {*r[1], *r[2], *r[3], *r[4], *r[5], *r[6], *r[7] == "true", *r[8]};
+        s.done = *r[9] == "true";
+        s.started = *r[10] == "true";
+        steps.push_back(std::move(s));
+    }
+    return steps;
+}
+
+void mark_step(const std::string& id, int number, bool done) {
+    CatalogWriter writer;
+    writer.query(
+        done ? "UPDATE heliosmig.helios_migration_steps SET done_at = pg_catalog.clock_timestamp()"
+               " WHERE migration_id = $1::uuid AND step_no = $2::int"
+             : "UPDATE heliosmig.helios_migration_steps SET started_at = "
+               "pg_catalog.clock_timestamp()"
+               " WHERE migration_id = $1::uuid AND step_no = $2::int",
+        {id, std::to_string(number)});
+}
+
 // A worker is alive if a process of that pid is a heliosmig migration worker.
 std::vector<Task> orphaned_tasks() {
     CatalogWriter reader;

@@ -1,7 +1,7 @@
 // Running an asynchronous migration (see include/heliosmig/engine/migration_runner.hpp).
 #include "heliosmig/engine/migration_runner.hpp"
 #include "heliosmig/catalog/store.hpp"
-#include "heliosmig/engine/index_build.hpp"
+#include "heliosmig/engine/step_runner.hpp"
 #include "heliosmig/engine/worker.hpp"
 #include "heliosmig/pg/error.hpp"
 #include "heliosmig/pg/spi.hpp"
@@ -65,12 +65,12 @@ void wait_while_paused() {
 
 void undo(const catalog::Task& task) {
     if (task.operation_class == "native_concurrent")
-        index_build_undo(task);
+        undo_steps(task);
 }
 
 void step(const catalog::Task& task, State state) {
     if (task.operation_class == "native_concurrent")
-        index_build_step(task, state);
+        run_next_step(task, state);
     else
         pg::raise(
             ERRCODE_FEATURE_NOT_SUPPORTED,

@@ -3,6 +3,7 @@
 #include "heliosmig/catalog/store.hpp"
 #include "heliosmig/engine/lock_retry.hpp"
 #include "heliosmig/engine/worker.hpp"
+#include "heliosmig/plan/concurrent_steps.hpp"
 #include "heliosmig/plan/plan.hpp"
 #include "heliosmig/pg/error.hpp"
 #include "heliosmig/pg/spi.hpp"
@@ -58,9 +59,9 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
     const bool asynchronous = plan.asynchronous && options.mode == plan::Mode::Online;
     if (!asynchronous)
         plan::drop_concurrently(st);
-    std::string index_name;
-    if (asynchronous && st.kind == plan::StatementKind::CreateIndex)
-        index_name = plan::choose_index_name(st);
+    std::vector<plan::Step> steps;
+    if (asynchronous)
+        steps = plan::plan_steps(st);
 
     catalog::NewMigration record;
     record.table_oid = st.relid;
@@ -80,7 +81,7 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
     record.auto_cutover = options.auto_cutover;
     record.lock_mode = plan.lock_name;
     record.started_by = pg::call([] { return GetUserId(); });
-    record.object_name = index_name;
+    record.object_name = steps.empty() ? std::string() : steps.front().object_name;
 
     const std::string id = catalog::create_migration(record);
     catalog::transition(id, State::Planning,
@@ -90,6 +91,7 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
                            "shadow traffic applies only to migrations that copy data; ignored");
 
     if (asynchronous) {
+        catalog::insert_steps(id, steps);
         // The worker waits for this transaction: it sees the migration only
         // once the caller commits, and nothing if the caller rolls back.
         const TransactionId xid = pg::call([] { return GetTopTransactionId(); });

@@ -91,10 +91,9 @@ Target find_target(Node* node) {
 }
 
 // Statements PostgreSQL already runs without blocking writes, which also
-// refuse to run inside a (sub)transaction.
+// refuse to run inside a (sub)transaction. (CREATE INDEX CONCURRENTLY is not
+// among them: it becomes a tracked migration, built by a worker.)
 bool is_concurrent(Node* node) {
-    if (IsA(node, IndexStmt))
-        return castNode(IndexStmt, node)->concurrent;
     if (IsA(node, DropStmt))
         return castNode(DropStmt, node)->concurrent;
     if (IsA(node, AlterTableStmt)) {

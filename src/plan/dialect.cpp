@@ -1,6 +1,7 @@
 // Spec spellings -> PostgreSQL syntax (see include/heliosmig/plan/dialect.hpp).
 #include "heliosmig/plan/dialect.hpp"
 #include "heliosmig/pg/error.hpp"
+#include "heliosmig/pg/subtransaction.hpp"
 
 #include <fmt/format.h>
 
@@ -11,6 +12,7 @@
 
 extern "C" {
 #include "nodes/parsenodes.h"
+#include "parser/parser.h"
 #include "parser/scanner.h"
 #include "parser/gram.h"
 }
@@ -161,6 +163,31 @@ OptionList parse_with_options(const std::vector<Token>& tokens, size_t open, siz
     return options;
 }
 
+// Whether the WITH list at tokens[with_at] names only migration options
+// (then it is the spec's, even where PostgreSQL would read index options).
+bool only_migration_options(const std::vector<Token>& tokens, size_t with_at, size_t end) {
+    for (size_t i = with_at + 2; i + 1 < end; i++) {
+        if (!is_char(tokens[i + 1], '='))
+            continue;
+        if (!is_migration_option(tokens[i].text))
+            return false;
+    }
+    return true;
+}
+
+// Whether PostgreSQL's grammar accepts the text. Parsing has no side
+// effects, but its errors are caught in a subtransaction all the same.
+bool parses(const std::string& sql) {
+    const char* text = sql.c_str();
+    try {
+        pg::in_discarded_subtransaction(
+            [&] { pg::call([&] { (void)raw_parser(text, RAW_PARSE_DEFAULT); }); });
+        return true;
+    } catch (const pg::Error&) {
+        return false;
+    }
+}
+
 } // namespace
 
 DialectResult normalize_dialect(const std::string& ddl) {
@@ -180,8 +207,12 @@ DialectResult normalize_dialect(const std::string& ddl) {
     if (is_char(tokens[last], ';'))
         end = last;
 
-    // Trailing WITH ( ... ): the last top-level WITH followed by a parenthesised list
-    // that closes the statement.
+    // A trailing WITH ( ... ): the last top-level WITH followed by a
+    // parenthesised list that closes the statement. It is the spec's migration
+    // options if it names only those, or if PostgreSQL's grammar has no place
+    // for it; otherwise it is PostgreSQL's own (ADD CONSTRAINT ... UNIQUE (c)
+    // WITH (fillfactor = 70)).
+    size_t with_at = 0; // index of the WITH token, 0 if none
     if (end >= 3 && is_char(tokens[end - 1], ')')) {
         int depth = 0;
         for (size_t i = end; i-- > 2;) {
@@ -190,16 +221,15 @@ DialectResult normalize_dialect(const std::string& ddl) {
             else if (is_char(tokens[i], '('))
                 depth--;
             if (depth == 0 && is_char(tokens[i], '(')) {
-                if (is_keyword(tokens[i - 1], "with")) {
-                    result.options = parse_with_options(tokens, i, end - 1);
-                    edits.push_back({tokens[i - 1].location, static_cast<int>(ddl.size()), ""});
-                    result.display = ddl.substr(0, tokens[i - 1].location);
-                    end = i - 1;
-                }
+                if (is_keyword(tokens[i - 1], "with"))
+                    with_at = i - 1;
                 break;
             }
         }
     }
+    const size_t statement_end = end;
+    if (with_at != 0)
+        end = with_at;
 
     for (size_t i = 2; i < end; i++) {
         const Token& t = tokens[i];
@@ -232,8 +262,13 @@ DialectResult normalize_dialect(const std::string& ddl) {
         }
     }
 
-    if (result.options.empty())
-        result.display = ddl;
+    result.display = ddl;
+    if (with_at != 0 && (only_migration_options(tokens, with_at, statement_end) ||
+                         !parses(apply_edits(ddl, edits)))) {
+        result.options = parse_with_options(tokens, with_at + 1, statement_end - 1);
+        edits.push_back({tokens[with_at].location, static_cast<int>(ddl.size()), ""});
+        result.display = ddl.substr(0, tokens[with_at].location);
+    }
     result.sql = apply_edits(ddl, std::move(edits));
     while (!result.sql.empty() && std::isspace(static_cast<unsigned char>(result.sql.back())))
         result.sql.pop_back();

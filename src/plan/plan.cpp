@@ -1,5 +1,6 @@
 // Classification and planning (see include/heliosmig/plan/plan.hpp).
 #include "heliosmig/plan/plan.hpp"
+#include "heliosmig/plan/concurrent_steps.hpp"
 #include "heliosmig/plan/probe.hpp"
 #include "heliosmig/pg/error.hpp"
 #include "heliosmig/settings/settings.hpp"
@@ -219,6 +220,17 @@ int lock_for(const Statement& st) {
     return AccessExclusiveLock;
 }
 
+// Orders the lock names the steps report, weakest first.
+int lock_rank(const std::string& lock) {
+    if (lock == "AccessExclusiveLock")
+        return 3;
+    if (lock == "ShareRowExclusiveLock")
+        return 2;
+    if (lock == "ShareUpdateExclusiveLock")
+        return 1;
+    return 0;
+}
+
 std::string lock_safety_step(const std::string& lock, const std::string& table) {
     return fmt::format("take {} on {}: each attempt waits at most heliosmig.lock_timeout ({} ms), "
                        "then backs off with jitter and retries (up to {} times), so the "
@@ -274,28 +286,38 @@ Plan make_plan(const Statement& st, const MigrationOptions& options) {
                       "milliseconds",
                       "commit, releasing the lock"};
         break;
-    case OperationClass::NativeConcurrent:
-        if (st.kind == StatementKind::CreateIndex) {
-            plan.supported = true;
-            plan.runs_online = true;
-            plan.asynchronous = true;
-            plan.lock_name = "ShareUpdateExclusiveLock";
-            plan.steps = {
-                "record the migration; a background worker starts once this transaction commits",
-                fmt::format("build the index with CREATE INDEX CONCURRENTLY on {}: {} only, so "
-                            "reads and writes continue; progress from "
-                            "pg_stat_progress_create_index",
-                            st.table_name, plan.lock_name),
-                "check the index is valid and ready; on failure or rollback drop it "
-                "CONCURRENTLY, so no INVALID index is left behind"};
+    case OperationClass::NativeConcurrent: {
+        std::string why_not;
+        if (!steps_supported(st, why_not)) {
+            plan.unsupported_why = why_not;
+            plan.steps = {"add the constraint NOT VALID, or build its index CONCURRENTLY",
+                          "validate without blocking writes (SHARE UPDATE EXCLUSIVE)",
+                          "attach under a short lock with lock_timeout and retries"};
             break;
         }
-        plan.unsupported_why = "online constraint validation (NOT VALID, then VALIDATE) is not "
-                               "supported yet";
-        plan.steps = {"add the constraint NOT VALID, or build its index CONCURRENTLY",
-                      "validate without blocking writes (SHARE UPDATE EXCLUSIVE)",
-                      "attach under a short lock with lock_timeout and retries"};
+        // Planned on a copy: planning names what the steps create in the tree.
+        Statement copy = st;
+        copy.tree = static_cast<Node*>(pg::call([&] { return copyObjectImpl(st.tree); }));
+        plan.supported = true;
+        plan.runs_online = true;
+        plan.asynchronous = true;
+        plan.steps = {"record the migration; a background worker starts once this transaction "
+                      "commits"};
+        int strongest = 0;
+        for (const Step& step : plan_steps(copy)) {
+            plan.steps.push_back(
+                fmt::format("{}: {} ({})", step.state, step.description,
+                            step.lock_mode == "none" ? "no lock" : step.lock_mode));
+            const int rank = lock_rank(step.lock_mode);
+            if (rank > strongest) {
+                strongest = rank;
+                plan.lock_name = step.lock_mode;
+            }
+        }
+        plan.steps.push_back("on failure or rollback: undo every step (no INVALID index, no NOT "
+                             "VALID constraint is left)");
         break;
+    }
     case OperationClass::Rewrite:
         plan.unsupported_why = "online table rewrites (ghost table and change capture) are not "
                                "supported yet";

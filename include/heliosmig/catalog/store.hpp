@@ -8,6 +8,7 @@
 #pragma once
 
 #include "heliosmig/catalog/state.hpp"
+#include "heliosmig/plan/concurrent_steps.hpp"
 #include "heliosmig/pg/postgres.hpp"
 
 #include <optional>
@@ -101,6 +102,18 @@ State current_state(const std::string& id);
 
 void set_worker_pid(const std::string& id, int pid);
 void set_phase(const std::string& id, const std::string& phase);
+
+// The planned steps of a native-concurrent migration.
+void insert_steps(const std::string& id, const std::vector<plan::Step>& steps);
+
+struct StoredStep {
+    int number = 0;
+    plan::Step step;
+    bool started = false;
+    bool done = false;
+};
+std::vector<StoredStep> load_steps(const std::string& id);
+void mark_step(const std::string& id, int number, bool done);
 
 // Migrations that need a worker but have none alive (after a restart, or a
 // worker that died without recording its end).
