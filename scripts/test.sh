@@ -53,6 +53,22 @@ hm_log "regression tests"
 run_suite installcheck-regress || status=1
 hm_log "isolation tests"
 run_suite installcheck-isolation || status=1
+# After the isolation specs too: nothing half-done may be left behind.
+hm_log "leftovers after the isolation specs"
+leftovers=$("$PG_BIN/psql" -X -At -d isolation_regression -c "
+    SELECT (SELECT count(*) FROM pg_index WHERE NOT indisvalid)
+         + (SELECT count(*) FROM pg_constraint WHERE NOT convalidated)
+         + (SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'heliosmig%')
+         + (SELECT count(*) FROM heliosmig.helios_migrations
+             WHERE state NOT IN ('COMPLETED', 'FAILED', 'ROLLED_BACK'))" 2>&1 || true)
+if [ "$leftovers" = "0" ]; then
+    echo "test no_leftovers_isolation ... ok" | tee -a "$work/tests.log"
+else
+    echo "leftovers: $leftovers"
+    echo "test no_leftovers_isolation ... FAILED" | tee -a "$work/tests.log"
+    status=1
+fi
+
 # Loading heliosmig any way other than shared_preload_libraries is refused with
 # a clear error: checked on a second cluster that does not preload it.
 hm_log "refusal to load without shared_preload_libraries"
