@@ -69,6 +69,29 @@ else
     status=1
 fi
 
+# TAP tests start their own clusters with initdb, which refuses to run as
+# root: they run as the postgres user, from a copy it owns.
+if compgen -G "t/*.pl" >/dev/null; then
+    hm_log "TAP tests (crash and restart)"
+    tap="$work/tap"
+    mkdir -p "$tap"
+    cp -r t regress "$tap/"
+    chown -R postgres: "$tap"
+    if (cd "$tap" && runuser -u postgres -- env TESTDIR="$tap" PATH="$PG_BIN:$PATH" \
+        PG_REGRESS="$(dirname "$("$PG_BIN/pg_config" --pgxs)")/../test/regress/pg_regress" \
+        HELIOSMIG_CONF="$tap/regress/heliosmig.conf" \
+        prove -I "$(dirname "$("$PG_BIN/pg_config" --pgxs)")/../test/perl" t/*.pl) 2>&1 |
+        tee -a "$work/tests.log"; then
+        echo "test tap ... ok" | tee -a "$work/tests.log"
+    else
+        echo "test tap ... FAILED" | tee -a "$work/tests.log"
+        for log in "$tap"/tmp_check/log/*; do
+            [ -f "$log" ] && { echo "---- $log"; tail -n 40 "$log"; }
+        done
+        status=1
+    fi
+fi
+
 # Loading heliosmig any way other than shared_preload_libraries is refused with
 # a clear error: checked on a second cluster that does not preload it.
 hm_log "refusal to load without shared_preload_libraries"
