@@ -57,9 +57,9 @@ SELECT email FROM users WHERE user_id = :id;
 SQL
 chown postgres: "$DEMO_DIR/writes.sql"
 
-hm_log "the application: 4 pgbench clients writing for 12 s"
+hm_log "the application: 4 pgbench clients writing for 15 s"
 (cd "$DEMO_DIR" && runuser -u postgres -- env PGHOST="$PGHOST" PGPORT="$PGPORT" \
-    "$PG_BIN/pgbench" -n -c 4 -j 2 -T 12 -l --log-prefix=app -f writes.sql demo >"$DEMO_DIR/pgbench.out" 2>&1) &
+    "$PG_BIN/pgbench" -n -c 4 -j 2 -T 15 -l --log-prefix=app -f writes.sql demo >"$DEMO_DIR/pgbench.out" 2>&1) &
 app_pid=$!
 sleep 1
 
@@ -82,6 +82,10 @@ psql -c "SET heliosmig.intercept = 'all'" -c "ALTER TABLE users RENAME COLUMN le
      -c "ALTER TABLE users ALTER COLUMN email TYPE varchar(50)"
 hm_log "the spec's own spelling, through heliosmig.start()"
 psql -c "SELECT heliosmig.start('ALTER TABLE users MODIFY COLUMN email VARCHAR(60)')"
+
+hm_log "an index built online by a background worker (CREATE INDEX CONCURRENTLY), while the writes go on"
+psql -c "SET heliosmig.wait = on" -c "CREATE INDEX idx_users_age ON users (age)"
+psql -c "SET heliosmig.wait = on" -c "ALTER TABLE users ADD CONSTRAINT adult CHECK (age >= 18)"
 wait "$app_pid"
 
 hm_log "what the application saw"
