@@ -77,6 +77,43 @@ SELECT * FROM cs_shape;
 SELECT count(*) AS not_valid FROM pg_constraint WHERE NOT convalidated;
 SELECT count(*) AS invalid_indexes FROM pg_index WHERE NOT indisvalid;
 
+-- Rollback of each kind of migration, caught in flight: this session holds a
+-- lock the worker's steps need, asks for the rollback, and commits; the
+-- worker is interrupted, undoes what it did, and nothing is left.
+SET heliosmig.intercept = off;
+CREATE TABLE cs_rb (id int, bid int, code text, v int);
+INSERT INTO cs_rb SELECT g, g % 10, 'c' || g, g FROM generate_series(1, 5000) g;
+RESET heliosmig.intercept;
+CREATE PROCEDURE cs_start_and_roll_back(ddl text, INOUT outcome text DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    id uuid;
+BEGIN
+    id := heliosmig.start(ddl);
+    COMMIT;
+    -- Conflicts with the first lock of every recipe (SHARE UPDATE EXCLUSIVE
+    -- for index builds and validation, stronger for the rest).
+    LOCK TABLE cs_rb IN SHARE UPDATE EXCLUSIVE MODE;
+    PERFORM heliosmig.rollback(id);
+    COMMIT;
+    CALL cs_wait(id, outcome);
+END;
+$$;
+CALL cs_start_and_roll_back('ALTER TABLE cs_rb ALTER COLUMN bid SET NOT NULL');
+CALL cs_start_and_roll_back('ALTER TABLE cs_rb ADD PRIMARY KEY (id)');
+CALL cs_start_and_roll_back('ALTER TABLE cs_rb ADD CONSTRAINT uk_rb UNIQUE (code)');
+CALL cs_start_and_roll_back('ALTER TABLE cs_rb ADD CONSTRAINT pos_rb CHECK (v > 0)');
+CALL cs_start_and_roll_back('ALTER TABLE cs_rb ADD CONSTRAINT fk_rb FOREIGN KEY (bid) REFERENCES cs_branch');
+CALL cs_start_and_roll_back('CREATE INDEX cs_rb_v ON cs_rb (v)');
+SELECT count(*) AS constraints FROM pg_constraint WHERE conrelid = 'cs_rb'::regclass;
+SELECT count(*) AS indexes FROM pg_index WHERE indrelid = 'cs_rb'::regclass;
+SELECT count(*) AS not_null_columns FROM pg_attribute
+ WHERE attrelid = 'cs_rb'::regclass AND attnum > 0 AND attnotnull;
+SELECT state, count(*) FROM heliosmig.helios_migrations
+ WHERE table_oid = 'cs_rb'::regclass GROUP BY state;
+DROP TABLE cs_rb;
+DROP PROCEDURE cs_start_and_roll_back(text, text);
+
 -- Through heliosmig.start(), with the spec's own spelling of the options.
 SELECT heliosmig.start('ALTER TABLE cs_acct ADD CONSTRAINT uk_note UNIQUE (note) WITH (MIGRATION_MODE = ''ONLINE'')') AS note_id \gset
 CALL cs_wait(:'note_id');
