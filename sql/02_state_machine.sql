@@ -18,19 +18,20 @@ INSERT INTO sm_t SELECT g, 'v' || g FROM generate_series(1, 10) g;
 -- Must start in CREATED.
 INSERT INTO heliosmig.helios_migrations
        (state, table_oid, table_name, operation, operation_class, ddl, statement, search_path,
-        mode, chunk_size, throttle_io, shadow_traffic, auto_cutover, lock_mode, started_by)
+        mode, chunk_size, throttle_io, shadow_traffic, auto_cutover, lock_mode, started_by,
+        login_role)
 VALUES ('COPYING', 'sm_t'::regclass, 'public.sm_t', 'ALTER TABLE sm_t ALTER COLUMN id TYPE bigint',
         'rewrite', 'x', 'x', 'public', 'online', 10000, 100, false, false,
-        'AccessExclusiveLock', current_user::regrole);
+        'AccessExclusiveLock', current_user::regrole, current_user::regrole);
 INSERT INTO heliosmig.helios_migrations
        (migration_id, table_oid, table_name, operation, operation_class, ddl, statement,
         search_path, mode, chunk_size, throttle_io, shadow_traffic, auto_cutover, lock_mode,
-        started_by, rows_total, rows_copied)
+        started_by, login_role, rows_total, rows_copied)
 VALUES ('00000000-0000-0000-0000-00000000000a', 'sm_t'::regclass, 'public.sm_t',
         'ALTER TABLE sm_t ALTER COLUMN id TYPE bigint', 'rewrite',
         'ALTER TABLE sm_t ALTER COLUMN id TYPE bigint',
         'ALTER TABLE sm_t ALTER COLUMN id TYPE bigint', 'public', 'online', 10000, 100, false,
-        false, 'AccessExclusiveLock', current_user::regrole, 100, 67);
+        false, 'AccessExclusiveLock', current_user::regrole, current_user::regrole, 100, 67);
 -- Skipping states is refused.
 UPDATE heliosmig.helios_migrations SET state = 'COPYING'
  WHERE migration_id = '00000000-0000-0000-0000-00000000000a';

@@ -133,3 +133,46 @@ DROP VIEW cs_shape;
 DROP TABLE cs_acct, cs_branch;
 DROP FUNCTION cs_steps(text);
 DROP PROCEDURE cs_wait(uuid, text);
+
+-- Names the user gives are checked before anything runs: an existing
+-- constraint or index is never mistaken for the migration's own.
+SET heliosmig.intercept = off;
+CREATE TABLE cs_names (id int, code text, CONSTRAINT taken CHECK (id > 0));
+CREATE INDEX taken_idx ON cs_names (code);
+CREATE TABLE cs_parted (id int, v int) PARTITION BY RANGE (id);
+RESET heliosmig.intercept;
+SELECT heliosmig.start('ALTER TABLE cs_names ADD CONSTRAINT taken CHECK (id < 100)');
+SELECT heliosmig.start('ALTER TABLE cs_names ADD CONSTRAINT taken_idx UNIQUE (code)');
+SELECT heliosmig.start('CREATE INDEX taken_idx ON cs_names (id)');
+-- CREATE INDEX IF NOT EXISTS of an existing index: PostgreSQL's own skip.
+CREATE INDEX IF NOT EXISTS taken_idx ON cs_names (id);
+-- A deferrable unique constraint stays deferrable.
+SET heliosmig.wait = on;
+SET client_min_messages = warning;
+ALTER TABLE cs_names ADD CONSTRAINT uk_deferred UNIQUE (id) DEFERRABLE INITIALLY DEFERRED;
+RESET client_min_messages;
+SELECT conname, condeferrable, condeferred FROM pg_constraint WHERE conname = 'uk_deferred';
+-- PostgreSQL 15 builds no index concurrently on a partitioned table.
+SELECT heliosmig.start('CREATE INDEX ON cs_parted (v)');
+
+-- A migration started under SET ROLE (a NOLOGIN role owning the table): the
+-- worker logs in as the session's user and acts as the role.
+CREATE ROLE regress_owners NOLOGIN;
+CREATE ROLE regress_dev LOGIN IN ROLE regress_owners;
+GRANT CREATE ON SCHEMA public TO regress_owners;
+SET SESSION AUTHORIZATION regress_dev;
+SET ROLE regress_owners;
+CREATE TABLE cs_owned (id int, v int);
+INSERT INTO cs_owned SELECT g, g FROM generate_series(1, 100) g;
+SET client_min_messages = warning;
+CREATE INDEX cs_owned_v ON cs_owned (v);
+RESET client_min_messages;
+SELECT pg_get_userbyid(relowner) AS owner, relname FROM pg_class WHERE relname = 'cs_owned_v';
+SELECT started_by, login_role, state FROM heliosmig.helios_migrations WHERE object_name = 'cs_owned_v';
+DROP TABLE cs_owned;
+RESET ROLE;
+RESET SESSION AUTHORIZATION;
+REVOKE CREATE ON SCHEMA public FROM regress_owners;
+DROP ROLE regress_dev, regress_owners;
+RESET heliosmig.wait;
+DROP TABLE cs_names, cs_parted;

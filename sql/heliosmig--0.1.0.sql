@@ -42,6 +42,9 @@ CREATE TABLE heliosmig.helios_migrations (
     rollback_feasibility text NOT NULL DEFAULT 'SAFE'
         CHECK (rollback_feasibility IN ('SAFE', 'RISKY', 'IMPOSSIBLE')),
     started_by           regrole NOT NULL,
+    -- the role that logged in (started_by may be a NOLOGIN role reached
+    -- with SET ROLE): workers connect as it, then act as started_by
+    login_role           regrole NOT NULL,
     created_at           timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     updated_at           timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     finished_at          timestamptz,

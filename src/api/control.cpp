@@ -115,7 +115,7 @@ HM_FUNCTION(heliosmig_rollback) {
     if (task && task->operation_class == "native_concurrent") {
         const TransactionId xid = pg::call([] { return GetTopTransactionId(); });
         const Oid database = pg::call([] { return MyDatabaseId; });
-        engine::launch_worker(m.id, database, task->started_by, xid);
+        engine::launch_worker(m.id, database, task->login_role, task->started_by, xid);
         return text_result("ROLLING_BACK");
     }
     engine::remove_migration_artifacts(m.id, m.table_oid);

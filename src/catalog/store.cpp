@@ -80,16 +80,16 @@ std::string create_migration(const NewMigration& m) {
         "INSERT INTO heliosmig.helios_migrations"
         " (table_oid, table_name, operation, operation_class, ddl, statement, search_path,"
         "  mode, chunk_size, throttle_io, shadow_traffic, auto_cutover, lock_mode, started_by,"
-        "  object_name, state_entered_at)"
+        "  object_name, login_role, state_entered_at)"
         " VALUES ($1::oid, $2, $3, $4, $5, $6, $7, $8, $9::int, $10::int, $11::bool,"
-        "  $12::bool, $13, $14::oid::regrole, $15,"
+        "  $12::bool, $13, $14::oid::regrole, $15, $16::oid::regrole,"
         "  pg_catalog.jsonb_build_object('CREATED', pg_catalog.clock_timestamp()))"
         " RETURNING migration_id::text",
         {std::to_string(m.table_oid), m.table_name, m.operation, m.operation_class, m.ddl,
          m.statement, m.search_path, m.mode, std::to_string(m.chunk_size),
          std::to_string(m.throttle_io), bool_text(m.shadow_traffic), bool_text(m.auto_cutover),
          m.lock_mode, std::to_string(m.started_by),
-         m.object_name.empty() ? Value() : Value(m.object_name)});
+         m.object_name.empty() ? Value() : Value(m.object_name), std::to_string(m.login_role)});
     std::string id = *rows.rows.at(0).at(0);
     writer.query("INSERT INTO heliosmig.helios_migration_logs"
                  " (migration_id, level, event, to_state, message, details)"
@@ -235,7 +235,8 @@ namespace {
 
 constexpr const char* kTaskColumns =
     "migration_id::text, state, table_oid::text, table_name, operation_class, statement,"
-    " search_path, coalesce(object_name, ''), started_by::oid::text, coalesce(worker_pid, 0)::text";
+    " search_path, coalesce(object_name, ''), started_by::oid::text, coalesce(worker_pid, 0)::text,"
+    " login_role::oid::text";
 
 Task task_from_row(const pg::Row& r) {
     Task t;
@@ -249,6 +250,7 @@ Task task_from_row(const pg::Row& r) {
     t.object_name = *r[7];
     t.started_by = static_cast<Oid>(std::stoul(*r[8]));
     t.worker_pid = std::stoi(*r[9]);
+    t.login_role = static_cast<Oid>(std::stoul(*r[10]));
     return t;
 }
 
@@ -337,12 +339,13 @@ void mark_step(const std::string& id, int number, bool done) {
 }
 
 // A worker is alive if a process of that pid is a heliosmig migration worker.
+// Only classes with an online engine run in workers (native_concurrent).
 std::vector<Task> orphaned_tasks() {
     CatalogWriter reader;
     pg::Rows rows =
         reader.query(fmt::format("SELECT {} FROM heliosmig.helios_migrations m"
                                  " WHERE m.state NOT IN ('COMPLETED', 'ROLLED_BACK', 'FAILED')"
-                                 "   AND m.operation_class IN ('native_concurrent', 'rewrite')"
+                                 "   AND m.operation_class = 'native_concurrent'"
                                  "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a"
                                  "                    WHERE a.pid = m.worker_pid"
                                  "                      AND a.backend_type = 'heliosmig migration')"

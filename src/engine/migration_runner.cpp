@@ -144,7 +144,8 @@ void resume_orphaned_migrations() {
             catalog::log_event(task.id, catalog::LogLevel::Info, "resumed",
                                "a new worker continues the migration after a restart");
         });
-        launch_worker(task.id, MyDatabaseId, task.started_by, InvalidTransactionId);
+        launch_worker(task.id, MyDatabaseId, task.login_role, task.started_by,
+                      InvalidTransactionId);
     }
 }
 

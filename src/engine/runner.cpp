@@ -37,8 +37,8 @@ std::string current_search_path() {
     pg::raise(ERRCODE_FEATURE_NOT_SUPPORTED, plan.unsupported_why,
               fmt::format("Statement: {}\nOperation class: {} ({}).", st.operation,
                           plan::class_name(plan.cls), plan.reason),
-              "heliosmig never falls back to a blocking rewrite on its own. To run it the "
-              "ordinary, blocking way, pass mode => 'offline' to heliosmig.start(), or SET "
+              "heliosmig never runs it the blocking way on its own. To run it the ordinary, "
+              "blocking way, pass mode => 'offline' to heliosmig.start(), or SET "
               "heliosmig.intercept = off for plain DDL.");
 }
 
@@ -81,7 +81,10 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
     record.auto_cutover = options.auto_cutover;
     record.lock_mode = plan.lock_name;
     record.started_by = pg::call([] { return GetUserId(); });
-    record.object_name = steps.empty() ? std::string() : steps.front().object_name;
+    record.login_role = pg::call([] { return GetSessionUserId(); });
+    for (const plan::Step& step : steps)
+        if (record.object_name.empty() || step.kind == "build_index")
+            record.object_name = step.object_name;
 
     const std::string id = catalog::create_migration(record);
     catalog::transition(id, State::Planning,
@@ -96,7 +99,7 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
         // once the caller commits, and nothing if the caller rolls back.
         const TransactionId xid = pg::call([] { return GetTopTransactionId(); });
         const Oid database = pg::call([] { return MyDatabaseId; });
-        launch_worker(id, database, record.started_by, xid);
+        launch_worker(id, database, record.login_role, record.started_by, xid);
         return {id, record.operation_class, "PLANNING"};
     }
 

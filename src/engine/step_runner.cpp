@@ -79,10 +79,16 @@ void make_not_valid(plan::Statement& st, const std::string& name) {
     }
 }
 
-// A statement with a short lock: in a worker transaction, with lock safety.
-void run_locked(plan::Statement& st, const std::string& what) {
+// A statement with a short lock: in a worker transaction, with lock safety;
+// what the lock cost is recorded with the migration.
+void run_locked(const std::string& id, plan::Statement& st, const std::string& what) {
     pg::in_worker_transaction([&] {
-        (void)run_with_lock_retries(what, [&] { pg::execute_utility(st.tree, st.source); });
+        LockWait wait =
+            run_with_lock_retries(what, [&] { pg::execute_utility(st.tree, st.source); });
+        catalog::record_lock_wait(id, wait.attempts, wait.waited_ms);
+        catalog::log_event(id, catalog::LogLevel::Info, "lock_acquired",
+                           fmt::format("{}: locks acquired after {} attempt(s), {:.1f} ms waiting",
+                                       what, wait.attempts, wait.waited_ms));
     });
 }
 
@@ -99,6 +105,7 @@ void run_step(const catalog::Task& task, const plan::Step& step) {
             run_concurrently(step.undo_sql, name);
         pg::in_worker_transaction([&] { catalog::set_phase(task.id, "building index " + name); });
         run_concurrently(step.sql, name);
+        pg::in_worker_transaction([&] { catalog::set_phase(task.id, "index " + name + " built"); });
         return;
     }
     if (step.kind == "check_index") {
@@ -118,7 +125,9 @@ void run_step(const catalog::Task& task, const plan::Step& step) {
         make_not_valid(st, name);
     if (step.kind == "validate")
         pg::in_worker_transaction([&] { catalog::set_phase(task.id, "validating " + name); });
-    run_locked(st, step.description);
+    run_locked(task.id, st, step.description);
+    if (step.kind == "validate")
+        pg::in_worker_transaction([&] { catalog::set_phase(task.id, name + " validated"); });
 }
 
 } // namespace
@@ -180,7 +189,7 @@ void undo_steps(const catalog::Task& task) {
                 run_concurrently(step.undo_sql, step.object_name);
             } else {
                 plan::Statement st = plan::parse_statement(step.undo_sql);
-                run_locked(st, "undo: " + step.description);
+                run_locked(task.id, st, "undo: " + step.description);
             }
         } catch (const pg::Error& e) {
             failure = e.message();

@@ -15,6 +15,7 @@ extern "C" {
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/procarray.h"
+#include "utils/acl.h"
 #include "tcop/tcopprot.h"
 #include "utils/memutils.h"
 }
@@ -30,6 +31,7 @@ namespace {
 
 struct WorkerArgs {
     char migration_id[40];
+    Oid login_role;
     Oid role;
     TransactionId starter_xid;
 };
@@ -37,10 +39,11 @@ static_assert(sizeof(WorkerArgs) <= BGW_EXTRALEN);
 
 } // namespace
 
-int launch_worker(const std::string& migration_id, Oid database, Oid role,
+int launch_worker(const std::string& migration_id, Oid database, Oid login_role, Oid role,
                   TransactionId starter_xid) {
     WorkerArgs args{};
     std::strncpy(args.migration_id, migration_id.c_str(), sizeof(args.migration_id) - 1);
+    args.login_role = login_role;
     args.role = role;
     args.starter_xid = starter_xid;
     const std::string name = fmt::format("heliosmig migration {}", migration_id);
@@ -130,7 +133,14 @@ void heliosmig_migration_worker_main(Datum main_arg) {
 
     pqsignal(SIGTERM, die);
     BackgroundWorkerUnblockSignals();
-    BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), args.role, 0);
+    BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), args.login_role, 0);
+    // The migration's role may be one its starter reached with SET ROLE (a
+    // NOLOGIN group role owning the table): act as it, as SET ROLE does.
+    if (args.role != args.login_role) {
+        StartTransactionCommand();
+        SetCurrentRoleId(args.role, superuser_arg(args.role));
+        CommitTransactionCommand();
+    }
     pgstat_report_appname("heliosmig migration");
 
     PG_TRY();

@@ -123,6 +123,15 @@ Outcome intercept(Node* node, const char* source, int location, int length, bool
     Target target = find_target(node);
     if (!target.exists || !target.is_table || !target.owned || target.private_to_transaction)
         return {};
+    // CREATE INDEX IF NOT EXISTS of an existing name: PostgreSQL's own NOTICE.
+    if (IsA(node, IndexStmt)) {
+        const IndexStmt* index = castNode(IndexStmt, node);
+        const Oid relid = target.relid;
+        if (index->if_not_exists && index->idxname != nullptr && pg::call([&] {
+                return OidIsValid(get_relname_relid(index->idxname, get_rel_namespace(relid)));
+            }))
+            return {};
+    }
 
     if (auto active = catalog::active_migration_for_table(target.relid))
         refuse_schema_locked(plan::qualified_table_name(target.relid), *active);

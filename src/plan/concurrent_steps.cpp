@@ -4,6 +4,7 @@
 #include "heliosmig/pg/spi.hpp"
 
 extern "C" {
+#include "catalog/pg_class.h"
 #include "catalog/pg_constraint.h"
 #include "commands/defrem.h"
 #include "utils/builtins.h"
@@ -63,11 +64,39 @@ bool column_is_not_null(Oid relid, const std::string& column) {
                       {std::to_string(relid), column}) == pg::Value("t");
 }
 
+// A name the user gave must be free: the steps find their objects by name,
+// and undo drops by name, so an existing object must never be taken for ours.
+void require_free_constraint_name(Oid relid, const std::string& name) {
+    pg::Spi spi;
+    if (spi.scalar(
+            "SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = $1::oid AND conname = $2",
+            {std::to_string(relid), name}))
+        pg::raise(ERRCODE_DUPLICATE_OBJECT,
+                  fmt::format("constraint \"{}\" for relation {} already exists", name,
+                              qualified_table_name(relid)));
+}
+
+void require_free_relation_name(Oid relid, const std::string& name) {
+    const char* n = name.c_str();
+    bool taken =
+        pg::call([&] { return OidIsValid(get_relname_relid(n, get_rel_namespace(relid))); });
+    if (taken)
+        pg::raise(ERRCODE_DUPLICATE_TABLE, fmt::format("relation \"{}\" already exists", name));
+}
+
 std::vector<std::string> string_list(List* list) {
     std::vector<std::string> out;
     ListCell* cell;
     foreach (cell, list)
         out.emplace_back(strVal(lfirst(cell)));
+    return out;
+}
+
+// Key columns joined with "_", as PostgreSQL names indexes and keys.
+std::string joined_names(const std::vector<std::string>& columns) {
+    std::string out;
+    for (const std::string& c : columns)
+        out += (out.empty() ? "" : "_") + c;
     return out;
 }
 
@@ -128,9 +157,14 @@ void unique_steps(Statement& st, Constraint* con, std::vector<Step>& steps) {
             if (!column_is_not_null(st.relid, key))
                 not_null_steps(st, key, steps);
 
-    std::string name = con->conname ? con->conname
-                                    : choose_relation_name(st.relid, primary ? "" : keys.front(),
-                                                           primary ? "pkey" : "key");
+    if (con->conname) {
+        require_free_constraint_name(st.relid, con->conname);
+        require_free_relation_name(st.relid, con->conname);
+    }
+    std::string name = con->conname
+                           ? con->conname
+                           : choose_relation_name(st.relid, primary ? "" : joined_names(keys),
+                                                  primary ? "pkey" : "key");
     con->conname = pg::call([&] { return pstrdup(name.c_str()); });
     const std::string index = qualified_in_table_schema(st.relid, name);
     const std::string create = fmt::format(
@@ -141,8 +175,11 @@ void unique_steps(Statement& st, Constraint* con, std::vector<Step>& steps) {
     index_steps(name, create, fmt::format("DROP INDEX CONCURRENTLY IF EXISTS {}", index), steps);
     steps.push_back(
         {"CUTOVER", "add_constraint",
-         fmt::format("ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {}", st.table_name,
-                     quote(name), primary ? "PRIMARY KEY" : "UNIQUE", quote(name)),
+         fmt::format("ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {}{}", st.table_name,
+                     quote(name), primary ? "PRIMARY KEY" : "UNIQUE", quote(name),
+                     con->initdeferred ? " DEFERRABLE INITIALLY DEFERRED"
+                     : con->deferrable ? " DEFERRABLE"
+                                       : ""),
          name, kAccessExclusive,
          fmt::format("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}", st.table_name, quote(name)),
          false,
@@ -153,9 +190,10 @@ void unique_steps(Statement& st, Constraint* con, std::vector<Step>& steps) {
 void check_or_foreign_key_steps(Statement& st, Constraint* con, std::vector<Step>& steps) {
     const bool foreign = con->contype == CONSTR_FOREIGN;
     std::string name;
-    if (con->conname)
+    if (con->conname) {
+        require_free_constraint_name(st.relid, con->conname);
         name = con->conname;
-    else if (foreign)
+    } else if (foreign)
         name = choose_constraint_name(st.relid, strVal(linitial(con->fk_attrs)), "fkey");
     else
         name = choose_constraint_name(st.relid, "", "check");
@@ -175,6 +213,13 @@ void check_or_foreign_key_steps(Statement& st, Constraint* con, std::vector<Step
 } // namespace
 
 bool steps_supported(const Statement& st, std::string& why_not) {
+    // PostgreSQL 15 builds no index CONCURRENTLY and adds no foreign key NOT
+    // VALID on a partitioned table.
+    if (st.relkind == RELKIND_PARTITIONED_TABLE) {
+        why_not = "online index builds and constraint validation on a partitioned table are not "
+                  "supported yet: migrate each partition";
+        return false;
+    }
     if (st.kind == StatementKind::CreateIndex)
         return true;
     if (st.kind != StatementKind::AlterTable) {
@@ -183,8 +228,8 @@ bool steps_supported(const Statement& st, std::string& why_not) {
     }
     const AlterTableCmd* cmd = single_command(st);
     if (cmd == nullptr) {
-        why_not = "several index or constraint subcommands in one online migration are not "
-                  "supported yet: split the statement";
+        why_not = "an online index build or constraint validation runs one subcommand at a "
+                  "time; several in one statement are not supported yet: split the statement";
         return false;
     }
     if (cmd->subtype == AT_SetNotNull)

@@ -33,6 +33,7 @@ struct NewMigration {
     std::string lock_mode;
     std::string object_name; // the index a native-concurrent build creates
     Oid started_by = InvalidOid;
+    Oid login_role = InvalidOid;
 };
 
 struct Migration {
@@ -90,6 +91,7 @@ struct Task {
     std::string search_path;
     std::string object_name;
     Oid started_by = InvalidOid;
+    Oid login_role = InvalidOid;
     int worker_pid = 0;
 };
 

@@ -1,7 +1,7 @@
 // The launcher: a static background worker that, after every server start,
 // resumes the migrations that were running when the server stopped or
-// crashed, and then wakes up periodically to do it again (for workers that
-// died) and to drop expired retained tables.
+// crashed, and then wakes up every minute to do it again (for workers that
+// died).
 //
 // It connects to no database (it reads only pg_database) and starts one
 // short-lived "database worker" per database, one at a time, which does the

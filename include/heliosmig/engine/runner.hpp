@@ -2,9 +2,10 @@
 //
 // Metadata-only migrations (and explicitly offline ones) run synchronously in
 // the caller's transaction: CREATED -> PLANNING -> CUTOVER -> COMPLETED, the
-// statement itself run with lock safety (engine/lock_retry.hpp). The classes
-// that need the online engines (native-concurrent builds, ghost-table
-// rewrites) are refused with a clear "not supported yet" error, before
+// statement itself run with lock safety (engine/lock_retry.hpp).
+// Native-concurrent migrations are planned as steps and handed to a
+// background worker that starts when the caller commits. Ghost-table
+// rewrites are refused with a clear "not supported yet" error, before
 // anything is recorded.
 #pragma once
 

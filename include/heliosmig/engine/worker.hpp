@@ -1,4 +1,4 @@
-// The background worker that runs one migration (DESIGN.md section 3).
+// The background worker that runs one migration.
 //
 // One dynamic worker per migration, BGW_NEVER_RESTART: a worker that fails
 // records FAILED itself; after a server crash the launcher starts a new one.
@@ -12,11 +12,12 @@
 
 namespace heliosmig::engine {
 
-// Registers the worker for a migration. It first waits for starter_xid (the
+// Registers the worker for a migration. It connects as login_role and then
+// acts as role (as SET ROLE would), first waits for starter_xid (the
 // transaction that recorded the migration) to end, and exits quietly if that
 // transaction rolled back. Returns the worker's pid. Errors: no free worker
 // slot (max_worker_processes), postmaster gone.
-int launch_worker(const std::string& migration_id, Oid database, Oid role,
+int launch_worker(const std::string& migration_id, Oid database, Oid login_role, Oid role,
                   TransactionId starter_xid);
 
 // Whether pid is a live heliosmig migration worker (pids are reused).

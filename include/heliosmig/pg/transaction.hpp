@@ -1,6 +1,6 @@
 // Transactions of a background worker: each step of a migration runs in its
 // own short transaction with a fresh snapshot, so that no snapshot is held for
-// longer than one step (DESIGN.md section 3).
+// longer than one step.
 #pragma once
 
 #include "heliosmig/pg/error.hpp"

@@ -1,4 +1,4 @@
-// The steps of a native-concurrent migration (DESIGN.md section 2): what
+// The steps of a native-concurrent migration: what
 // PostgreSQL would do by scanning or building an index under a blocking lock,
 // done instead with its non-blocking equivalents, one step at a time:
 //

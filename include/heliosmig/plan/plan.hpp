@@ -1,4 +1,4 @@
-// What running a statement involves: its operation class (DESIGN.md §2), the
+// What running a statement involves: its operation class, the
 // lock PostgreSQL takes for it, whether data is copied, and the steps
 // heliosmig will take. Classification asks PostgreSQL (the probe), it does not
 // guess from a list, for everything that may rewrite.
