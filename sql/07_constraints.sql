@@ -132,7 +132,6 @@ RESET heliosmig.wait;
 DROP VIEW cs_shape;
 DROP TABLE cs_acct, cs_branch;
 DROP FUNCTION cs_steps(text);
-DROP PROCEDURE cs_wait(uuid, text);
 
 -- Names the user gives are checked before anything runs: an existing
 -- constraint or index is never mistaken for the migration's own.
@@ -158,10 +157,11 @@ SELECT heliosmig.start('CREATE INDEX ON cs_parted (v)');
 -- A migration started under SET ROLE (a NOLOGIN role owning the table): the
 -- worker logs in as the session's user and acts as the role.
 CREATE ROLE regress_owners NOLOGIN;
-CREATE ROLE regress_dev LOGIN IN ROLE regress_owners;
+CREATE ROLE regress_dev LOGIN SUPERUSER IN ROLE regress_owners;
 GRANT CREATE ON SCHEMA public TO regress_owners;
 SET SESSION AUTHORIZATION regress_dev;
 SET ROLE regress_owners;
+SELECT current_user, session_user;
 CREATE TABLE cs_owned (id int, v int);
 INSERT INTO cs_owned SELECT g, g FROM generate_series(1, 100) g;
 SET client_min_messages = warning;
@@ -169,10 +169,52 @@ CREATE INDEX cs_owned_v ON cs_owned (v);
 RESET client_min_messages;
 SELECT pg_get_userbyid(relowner) AS owner, relname FROM pg_class WHERE relname = 'cs_owned_v';
 SELECT started_by, login_role, state FROM heliosmig.helios_migrations WHERE object_name = 'cs_owned_v';
+-- The worker acts as that role inside a security-restricted operation:
+-- user code a step evaluates (here a CHECK validated by the worker, which
+-- logged in as the superuser session user) cannot SET ROLE back.
+-- (Only the worker evaluates it: VALIDATE runs there, and no row is written.)
+CREATE FUNCTION cs_escalate(v int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('role', 'none', true);
+    RETURN true;
+END;
+$$;
+\set VERBOSITY terse
+SET client_min_messages = warning;
+ALTER TABLE cs_owned ADD CONSTRAINT no_escape CHECK (cs_escalate(v));
+RESET client_min_messages;
+\set VERBOSITY default
+SELECT count(*) AS no_escape_constraints FROM pg_constraint WHERE conname = 'no_escape';
 DROP TABLE cs_owned;
+DROP FUNCTION cs_escalate(int);
 RESET ROLE;
 RESET SESSION AUTHORIZATION;
 REVOKE CREATE ON SCHEMA public FROM regress_owners;
 DROP ROLE regress_dev, regress_owners;
 RESET heliosmig.wait;
 DROP TABLE cs_names, cs_parted;
+
+-- A rollback() whose transaction rolls back to a savepoint is forgotten: the
+-- worker is not interrupted and the migration completes.
+SET heliosmig.intercept = off;
+CREATE TABLE cs_sp (id int, v int);
+INSERT INTO cs_sp SELECT g, g FROM generate_series(1, 1000) g;
+RESET heliosmig.intercept;
+CREATE PROCEDURE cs_start_then(ddl text, INOUT id uuid DEFAULT NULL) LANGUAGE plpgsql AS $$
+BEGIN
+    id := heliosmig.start(ddl);
+    COMMIT;
+END;
+$$;
+CALL cs_start_then('CREATE INDEX cs_sp_v ON cs_sp (v)') \gset sp_
+BEGIN;
+LOCK TABLE cs_sp IN SHARE UPDATE EXCLUSIVE MODE;
+SAVEPOINT s;
+SELECT heliosmig.rollback(:'sp_id');
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+CALL cs_wait(:'sp_id');
+SELECT indexrelid::regclass, indisvalid FROM pg_index WHERE indrelid = 'cs_sp'::regclass ORDER BY 1;
+DROP TABLE cs_sp;
+DROP PROCEDURE cs_start_then(text, uuid);
+DROP PROCEDURE cs_wait(uuid, text);

@@ -63,9 +63,10 @@ void wait_while_paused() {
     });
 }
 
-void undo(const catalog::Task& task) {
+bool undo(const catalog::Task& task) {
     if (task.operation_class == "native_concurrent")
-        undo_steps(task);
+        return undo_steps(task);
+    return true;
 }
 
 void step(const catalog::Task& task, State state) {
@@ -78,10 +79,13 @@ void step(const catalog::Task& task, State state) {
 }
 
 void finish_rollback(const catalog::Task& task) {
-    undo(task);
+    const bool clean = undo(task);
     pg::in_worker_transaction([&] {
         catalog::transition_from(task.id, State::RollingBack, State::RolledBack,
-                                 "rolled back: everything the migration created is removed");
+                                 clean ? "rolled back: everything the migration created is "
+                                         "removed"
+                                       : "rolled back, but some steps could not be undone: see "
+                                         "the undo_failed events");
         catalog::set_worker_pid(task.id, 0);
     });
 }
@@ -127,9 +131,12 @@ void fail_migration(const std::string& id, const std::string& reason) {
         finish_rollback(*task);
         return;
     }
-    undo(*task);
+    const bool clean = undo(*task);
     pg::in_worker_transaction([&] {
-        catalog::transition(id, State::Failed, reason);
+        catalog::transition(id, State::Failed,
+                            clean ? reason
+                                  : reason + " (and some steps could not be undone: see the "
+                                             "undo_failed events)");
         catalog::set_worker_pid(id, 0);
     });
 }

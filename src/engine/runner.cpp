@@ -94,6 +94,12 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
                            "shadow traffic applies only to migrations that copy data; ignored");
 
     if (asynchronous) {
+        // A worker acts as the migration's role for as long as the migration
+        // runs; user code run on someone else's behalf (index expressions
+        // during ANALYZE, say) must not be able to leave one behind.
+        if (pg::call([] { return InSecurityRestrictedOperation(); }))
+            pg::raise(ERRCODE_INSUFFICIENT_PRIVILEGE,
+                      "cannot start an online migration within a security-restricted operation");
         catalog::insert_steps(id, steps);
         // The worker waits for this transaction: it sees the migration only
         // once the caller commits, and nothing if the caller rolls back.
@@ -153,12 +159,21 @@ void wait_for_migration(const std::string& id) {
                           fmt::format("Migration {}.", id));
             return;
         }
-        pg::call([] {
-            (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100,
-                            PG_WAIT_EXTENSION);
-            ResetLatch(MyLatch);
-            CHECK_FOR_INTERRUPTS();
-        });
+        try {
+            pg::call([] {
+                (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100,
+                                PG_WAIT_EXTENSION);
+                ResetLatch(MyLatch);
+                CHECK_FOR_INTERRUPTS();
+            });
+        } catch (const pg::Error& e) {
+            // A cancel or statement_timeout ends the wait, not the migration:
+            // it has been committed and its worker goes on.
+            pg::call([] { StartTransactionCommand(); });
+            pg::raise(e.sqlerrcode(), e.message(), fmt::format("Migration {} continues.", id),
+                      "Follow it with heliosmig.show_migration(), or stop it with "
+                      "heliosmig.rollback().");
+        }
     }
 }
 

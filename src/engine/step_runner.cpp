@@ -2,6 +2,7 @@
 #include "heliosmig/engine/step_runner.hpp"
 #include "heliosmig/engine/lock_retry.hpp"
 #include "heliosmig/pg/error.hpp"
+#include "heliosmig/pg/scopes.hpp"
 #include "heliosmig/pg/spi.hpp"
 #include "heliosmig/pg/transaction.hpp"
 #include "heliosmig/pg/utility.hpp"
@@ -9,6 +10,7 @@
 
 extern "C" {
 #include "access/xact.h"
+#include "miscadmin.h"
 }
 
 #include <fmt/format.h>
@@ -144,9 +146,10 @@ void run_next_step(const catalog::Task& task, State state) {
 
     if (next == nullptr) {
         pg::in_worker_transaction([&] {
-            catalog::set_rollback_feasibility(task.id, "IMPOSSIBLE");
-            catalog::set_phase(task.id, "done");
-            catalog::transition_from(task.id, state, State::Completed, "all steps done");
+            if (catalog::transition_from(task.id, state, State::Completed, "all steps done")) {
+                catalog::set_rollback_feasibility(task.id, "IMPOSSIBLE");
+                catalog::set_phase(task.id, "done");
+            }
         });
         return;
     }
@@ -166,7 +169,9 @@ void run_next_step(const catalog::Task& task, State state) {
     });
 }
 
-void undo_steps(const catalog::Task& task) {
+bool undo_steps(const catalog::Task& task) {
+    pg::CancelHoldoff no_cancel;
+    bool all_undone = true;
     std::vector<catalog::StoredStep> steps =
         pg::in_worker_transaction([&] { return catalog::load_steps(task.id); });
     // A dropped table took everything the steps created with it.
@@ -193,7 +198,8 @@ void undo_steps(const catalog::Task& task) {
             }
         } catch (const pg::Error& e) {
             failure = e.message();
-            pg::call([] { AbortCurrentTransaction(); });
+            all_undone = false;
+            pg::call([] { AbortOutOfAnyTransaction(); });
         }
         pg::in_worker_transaction([&] {
             if (failure.empty())
@@ -205,6 +211,10 @@ void undo_steps(const catalog::Task& task) {
                                                step.description, failure));
         });
     }
+    // A cancel that arrived meanwhile was the rollback() this undo already
+    // does: drop it before cancels are let through again.
+    QueryCancelPending = false;
+    return all_undone;
 }
 
 } // namespace heliosmig::engine

@@ -29,6 +29,8 @@ namespace heliosmig::engine {
 
 namespace {
 
+constexpr const char* kWorkerType = "heliosmig migration";
+
 struct WorkerArgs {
     char migration_id[40];
     Oid login_role;
@@ -52,7 +54,7 @@ int launch_worker(const std::string& migration_id, Oid database, Oid login_role,
         BackgroundWorker worker;
         std::memset(&worker, 0, sizeof(worker));
         strlcpy(worker.bgw_name, name.c_str(), BGW_MAXLEN);
-        strlcpy(worker.bgw_type, "heliosmig migration", BGW_MAXLEN);
+        strlcpy(worker.bgw_type, kWorkerType, BGW_MAXLEN);
         worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
         worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
         worker.bgw_restart_time = BGW_NEVER_RESTART;
@@ -80,49 +82,99 @@ int launch_worker(const std::string& migration_id, Oid database, Oid login_role,
 
 namespace {
 
-// Workers to cancel when the current transaction commits; in TopMemoryContext.
+// Workers to cancel when the current transaction commits, each with the
+// subtransaction level that asked (a rolled-back savepoint takes its requests
+// with it); in TopMemoryContext.
+struct PendingCancel {
+    int pid;
+    int nest_level;
+};
 List* pending_cancels = NIL;
 
-// Runs at commit or abort; must not error. kill() of a pid checked just before.
+bool is_migration_worker(int pid) {
+    const char* type = GetBackgroundWorkerTypeByPid(pid);
+    return type != nullptr && strcmp(type, kWorkerType) == 0;
+}
+
+void forget_pending_cancels() {
+    list_free_deep(pending_cancels);
+    pending_cancels = NIL;
+}
+
+// Runs at the end of every transaction. Only PRE_PREPARE may error: a
+// transaction that asked to interrupt a worker cannot be prepared (the
+// request would be lost, or fire at an unrelated commit).
 void cancel_pending_workers(XactEvent event, void* arg) {
-    if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
-        event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT)
+    switch (event) {
+    case XACT_EVENT_PRE_PREPARE:
+        if (pending_cancels != NIL)
+            ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                            errmsg("cannot PREPARE a transaction that rolled back a running "
+                                   "migration")));
         return;
-    if (event == XACT_EVENT_COMMIT) {
+    case XACT_EVENT_COMMIT: {
+        // Checked to still be a migration worker right before the signal:
+        // pids are reused.
         ListCell* cell;
         foreach (cell, pending_cancels) {
-            int pid = lfirst_int(cell);
-            if (BackendPidGetProc(pid) != nullptr)
-                (void)kill(pid, SIGINT);
+            const PendingCancel* cancel = static_cast<const PendingCancel*>(lfirst(cell));
+            if (is_migration_worker(cancel->pid))
+                (void)kill(cancel->pid, SIGINT);
         }
+        forget_pending_cancels();
+        return;
+    }
+    case XACT_EVENT_ABORT:
+    case XACT_EVENT_PREPARE:
+    case XACT_EVENT_PARALLEL_ABORT:
+        forget_pending_cancels();
+        return;
+    default:
+        return;
+    }
+}
+
+void drop_aborted_cancels(SubXactEvent event, SubTransactionId, SubTransactionId, void*) {
+    if (event != SUBXACT_EVENT_ABORT_SUB)
+        return;
+    const int level = GetCurrentTransactionNestLevel();
+    List* kept = NIL;
+    ListCell* cell;
+    foreach (cell, pending_cancels) {
+        PendingCancel* cancel = static_cast<PendingCancel*>(lfirst(cell));
+        if (cancel->nest_level >= level)
+            pfree(cancel);
+        else
+            kept = lappend(kept, cancel);
     }
     list_free(pending_cancels);
-    pending_cancels = NIL;
+    pending_cancels = kept;
 }
 
 } // namespace
 
+// Decided in C, not through pg_stat_activity, whose backend_type a role
+// cannot see for another role's backends.
 bool worker_alive(int pid) {
     if (pid <= 0)
         return false;
-    pg::Spi spi;
-    return spi
-        .scalar("SELECT 1 FROM pg_catalog.pg_stat_activity"
-                " WHERE pid = $1::int AND backend_type = 'heliosmig migration'",
-                {std::to_string(pid)})
-        .has_value();
+    return pg::call([&] { return is_migration_worker(pid); });
 }
 
 void cancel_worker_at_commit(int pid) {
     pg::call([&] {
         MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-        pending_cancels = lappend_int(pending_cancels, pid);
+        PendingCancel* cancel = static_cast<PendingCancel*>(palloc(sizeof(PendingCancel)));
+        cancel->pid = pid;
+        cancel->nest_level = GetCurrentTransactionNestLevel();
+        pending_cancels = lappend(pending_cancels, cancel);
         MemoryContextSwitchTo(old);
     });
 }
 
 void InitWorkerControl() {
     RegisterXactCallback(cancel_pending_workers, nullptr);
+    RegisterSubXactCallback(drop_aborted_cancels, nullptr);
 }
 
 } // namespace heliosmig::engine
@@ -134,13 +186,14 @@ void heliosmig_migration_worker_main(Datum main_arg) {
     pqsignal(SIGTERM, die);
     BackgroundWorkerUnblockSignals();
     BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), args.login_role, 0);
-    // The migration's role may be one its starter reached with SET ROLE (a
-    // NOLOGIN group role owning the table): act as it, as SET ROLE does.
-    if (args.role != args.login_role) {
-        StartTransactionCommand();
-        SetCurrentRoleId(args.role, superuser_arg(args.role));
-        CommitTransactionCommand();
-    }
+    // All work runs as the migration's role (the table owner, maybe a NOLOGIN
+    // role its starter reached with SET ROLE) inside a security-restricted
+    // operation, the way PostgreSQL runs a table owner's code in ANALYZE or
+    // REINDEX: user code the steps evaluate (CHECK expressions, index
+    // expressions) can neither SET ROLE back to the login role nor change the
+    // session authorization. Transaction aborts restore this context, since
+    // it is set outside any transaction.
+    SetUserIdAndSecContext(args.role, SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
     pgstat_report_appname("heliosmig migration");
 
     PG_TRY();
@@ -156,7 +209,7 @@ void heliosmig_migration_worker_main(Datum main_arg) {
         ErrorData* edata = CopyErrorData();
         EmitErrorReport();
         FlushErrorState();
-        AbortCurrentTransaction();
+        AbortOutOfAnyTransaction();
         heliosmig::pg::run_guarded([&] {
             std::string reason = edata->message ? edata->message : "unknown error";
             if (edata->detail)

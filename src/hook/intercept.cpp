@@ -162,16 +162,11 @@ Outcome intercept(Node* node, const char* source, int location, int length, bool
 
     const bool asynchronous = p.asynchronous && options.mode == plan::Mode::Online;
     const bool wait = asynchronous && settings::wait_for_completion();
-    if (asynchronous && pg::call([] { return IsTransactionBlock(); }))
-        pg::raise(ERRCODE_ACTIVE_SQL_TRANSACTION,
-                  "an online migration cannot run inside a transaction block", {},
-                  "Run the statement on its own (it returns at once and a background worker "
-                  "does the work), use heliosmig.start(), or SET heliosmig.intercept = off to "
-                  "run it the ordinary, blocking way.");
-    if (wait && !top_level)
-        pg::raise(ERRCODE_FEATURE_NOT_SUPPORTED,
-                  "heliosmig.wait works only for statements sent by the client", {},
-                  "Inside a function, use heliosmig.start() and poll heliosmig.show_migration().");
+    // The same rules as PostgreSQL's own CONCURRENTLY commands (transaction
+    // blocks, pipelines, functions): the migration commits its start, and
+    // with heliosmig.wait the statement commits before it waits.
+    if (asynchronous)
+        pg::call([&] { PreventInTransactionBlock(top_level, "an online migration"); });
 
     engine::StartResult started = engine::start_migration(st, options);
     if (wait) {

@@ -42,4 +42,14 @@ UserScope::~UserScope() {
     SetUserIdAndSecContext(saved_user_, saved_sec_context_);
 }
 
+// The macros increment a volatile, which C++20 deprecates: spelled out.
+CancelHoldoff::CancelHoldoff() {
+    QueryCancelHoldoffCount = QueryCancelHoldoffCount + 1;
+}
+
+CancelHoldoff::~CancelHoldoff() {
+    if (QueryCancelHoldoffCount > 0)
+        QueryCancelHoldoffCount = QueryCancelHoldoffCount - 1;
+}
+
 } // namespace heliosmig::pg

@@ -194,7 +194,7 @@ void check_or_foreign_key_steps(Statement& st, Constraint* con, std::vector<Step
         require_free_constraint_name(st.relid, con->conname);
         name = con->conname;
     } else if (foreign)
-        name = choose_constraint_name(st.relid, strVal(linitial(con->fk_attrs)), "fkey");
+        name = choose_constraint_name(st.relid, joined_names(string_list(con->fk_attrs)), "fkey");
     else
         name = choose_constraint_name(st.relid, "", "check");
     con->conname = pg::call([&] { return pstrdup(name.c_str()); });

@@ -16,6 +16,9 @@ void run_next_step(const catalog::Task& task, catalog::State state);
 
 // Undoes, in reverse order, every step that started: drops the indexes and
 // constraints they created (CONCURRENTLY where that exists), restores NOT NULL.
-void undo_steps(const catalog::Task& task);
+// Query cancels are held off meanwhile: a rollback() arriving during a
+// failure's undo must not leave it half done. Returns false if a step could
+// not be undone (logged with the reason).
+bool undo_steps(const catalog::Task& task);
 
 } // namespace heliosmig::engine

@@ -52,4 +52,14 @@ private:
     int exceptions_at_entry_;
 };
 
+// Holds off query cancels for the scope (HOLD_CANCEL_INTERRUPTS), for work
+// that must not be interrupted half-way; a terminate still gets through.
+class CancelHoldoff {
+public:
+    CancelHoldoff();
+    ~CancelHoldoff();
+    CancelHoldoff(const CancelHoldoff&) = delete;
+    CancelHoldoff& operator=(const CancelHoldoff&) = delete;
+};
+
 } // namespace heliosmig::pg
