@@ -11,6 +11,7 @@
 extern "C" {
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "utils/backend_status.h"
 }
 
 #include <fmt/format.h>
@@ -96,6 +97,9 @@ void run_locked(const std::string& id, plan::Statement& st, const std::string& w
 
 void run_step(const catalog::Task& task, const plan::Step& step) {
     const std::string& name = step.object_name;
+    // What the worker is doing, for pg_stat_activity.query.
+    const std::string activity = fmt::format("heliosmig {}: {}", task.id, step.description);
+    pg::call([&] { pgstat_report_activity(STATE_RUNNING, activity.c_str()); });
     if (step.kind == "build_index") {
         IndexState index =
             pg::in_worker_transaction([&] { return find_index(task.table_oid, name); });
