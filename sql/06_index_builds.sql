@@ -73,6 +73,15 @@ ROLLBACK;
 SELECT operation_class, runs_online, copies_data, lock_mode, array_length(steps, 1) AS steps
   FROM heliosmig.explain('CREATE INDEX ib_items_note ON ib_items (note)');
 
+-- pg_restore gets PostgreSQL's own behaviour: its statements depend on each
+-- other in order, on tables it filled itself.
+SET application_name = 'pg_restore';
+CREATE INDEX ib_items_restored ON ib_items (note);
+RESET application_name;
+SELECT count(*) AS restored_tracked FROM heliosmig.helios_migrations
+ WHERE object_name = 'ib_items_restored';
+SELECT indisvalid FROM pg_index WHERE indexrelid = 'ib_items_restored'::regclass;
+
 -- No INVALID index anywhere, no migration left running.
 SELECT count(*) AS invalid_indexes FROM pg_index WHERE NOT indisvalid;
 SELECT count(*) AS active FROM heliosmig.helios_migrations

@@ -14,6 +14,7 @@ extern "C" {
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/acl.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
@@ -107,6 +108,13 @@ bool is_concurrent(Node* node) {
     return false;
 }
 
+bool restoring_a_dump() {
+    return pg::call([] {
+        const char* app = GetConfigOption("application_name", true, false);
+        return app != nullptr && strcmp(app, "pg_restore") == 0;
+    });
+}
+
 [[noreturn]] void refuse_schema_locked(const std::string& table, const std::string& id) {
     pg::raise(ERRCODE_OBJECT_IN_USE,
               fmt::format("table {} is being migrated: its schema is locked", table),
@@ -136,8 +144,11 @@ Outcome intercept(Node* node, const char* source, int location, int length, bool
     if (auto active = catalog::active_migration_for_table(target.relid))
         refuse_schema_locked(plan::qualified_table_name(target.relid), *active);
 
+    // pg_restore builds indexes and constraints on tables it filled itself,
+    // in order, each statement relying on the previous ones: it gets
+    // PostgreSQL's own behaviour (as with heliosmig.intercept = off).
     const settings::Intercept mode = settings::intercept();
-    if (mode == settings::Intercept::Off)
+    if (mode == settings::Intercept::Off || restoring_a_dump())
         return {};
 
     plan::Statement st = plan::statement_from_tree(node, source, location, length);
