@@ -4,6 +4,7 @@
 // work runs under pg::run_guarded.
 #include "heliosmig/engine/launcher.hpp"
 #include "heliosmig/engine/migration_runner.hpp"
+#include "heliosmig/engine/worker.hpp"
 #include "heliosmig/pg/error.hpp"
 
 extern "C" {
@@ -61,17 +62,11 @@ List* connectable_databases() {
 // Starts the database worker for one database and waits for it to finish,
 // so the launcher never holds more than one worker slot.
 void run_database_worker(Oid database) {
+    char name[BGW_MAXLEN];
+    snprintf(name, BGW_MAXLEN, "heliosmig database worker %u", database);
     BackgroundWorker worker;
-    std::memset(&worker, 0, sizeof(worker));
-    snprintf(worker.bgw_name, BGW_MAXLEN, "heliosmig database worker %u", database);
-    strlcpy(worker.bgw_type, "heliosmig database worker", BGW_MAXLEN);
-    worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-    worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-    worker.bgw_restart_time = BGW_NEVER_RESTART;
-    strlcpy(worker.bgw_library_name, "heliosmig", BGW_MAXLEN);
-    strlcpy(worker.bgw_function_name, "heliosmig_database_worker_main", BGW_MAXLEN);
-    worker.bgw_main_arg = ObjectIdGetDatum(database);
-    worker.bgw_notify_pid = MyProcPid;
+    describe_dynamic_worker(&worker, name, "heliosmig database worker",
+                            "heliosmig_database_worker_main", database);
 
     BackgroundWorkerHandle* handle = nullptr;
     if (!RegisterDynamicBackgroundWorker(&worker, &handle)) {

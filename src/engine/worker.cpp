@@ -41,6 +41,20 @@ static_assert(sizeof(WorkerArgs) <= BGW_EXTRALEN);
 
 } // namespace
 
+void describe_dynamic_worker(BackgroundWorker* worker, const char* name, const char* type,
+                             const char* function, Oid database) {
+    std::memset(worker, 0, sizeof(*worker));
+    strlcpy(worker->bgw_name, name, BGW_MAXLEN);
+    strlcpy(worker->bgw_type, type, BGW_MAXLEN);
+    worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+    worker->bgw_restart_time = BGW_NEVER_RESTART;
+    strlcpy(worker->bgw_library_name, "heliosmig", BGW_MAXLEN);
+    strlcpy(worker->bgw_function_name, function, BGW_MAXLEN);
+    worker->bgw_main_arg = ObjectIdGetDatum(database);
+    worker->bgw_notify_pid = MyProcPid;
+}
+
 int launch_worker(const std::string& migration_id, Oid database, Oid login_role, Oid role,
                   TransactionId starter_xid) {
     WorkerArgs args{};
@@ -52,17 +66,9 @@ int launch_worker(const std::string& migration_id, Oid database, Oid login_role,
 
     int pid = pg::call([&] {
         BackgroundWorker worker;
-        std::memset(&worker, 0, sizeof(worker));
-        strlcpy(worker.bgw_name, name.c_str(), BGW_MAXLEN);
-        strlcpy(worker.bgw_type, kWorkerType, BGW_MAXLEN);
-        worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-        worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-        worker.bgw_restart_time = BGW_NEVER_RESTART;
-        strlcpy(worker.bgw_library_name, "heliosmig", BGW_MAXLEN);
-        strlcpy(worker.bgw_function_name, "heliosmig_migration_worker_main", BGW_MAXLEN);
-        worker.bgw_main_arg = ObjectIdGetDatum(database);
+        describe_dynamic_worker(&worker, name.c_str(), kWorkerType,
+                                "heliosmig_migration_worker_main", database);
         std::memcpy(worker.bgw_extra, &args, sizeof(args));
-        worker.bgw_notify_pid = MyProcPid;
 
         BackgroundWorkerHandle* handle = nullptr;
         if (!RegisterDynamicBackgroundWorker(&worker, &handle))

@@ -8,6 +8,10 @@
 
 #include "heliosmig/pg/postgres.hpp"
 
+extern "C" {
+#include "postmaster/bgworker.h"
+}
+
 #include <string>
 
 namespace heliosmig::engine {
@@ -19,6 +23,11 @@ namespace heliosmig::engine {
 // slot (max_worker_processes), postmaster gone.
 int launch_worker(const std::string& migration_id, Oid database, Oid login_role, Oid role,
                   TransactionId starter_xid);
+
+// Describes one of heliosmig's dynamic workers: database-connected, started
+// after recovery, never restarted by the postmaster, reporting to this process.
+void describe_dynamic_worker(BackgroundWorker* worker, const char* name, const char* type,
+                             const char* function, Oid database);
 
 // Whether pid is a live heliosmig migration worker (pids are reused).
 bool worker_alive(int pid);
