@@ -118,6 +118,8 @@ DROP PROCEDURE cs_start_and_roll_back(text, text);
 SELECT heliosmig.start('ALTER TABLE cs_acct ADD CONSTRAINT uk_note UNIQUE (note) WITH (MIGRATION_MODE = ''ONLINE'')') AS note_id \gset
 CALL cs_wait(:'note_id');
 SELECT * FROM cs_shape WHERE name = 'uk_note';
+-- Only table rewrites have a cutover to request.
+SELECT heliosmig.cutover(:'note_id', force => true);
 
 -- Not supported yet: several constraints in one statement, and index options.
 SELECT heliosmig.start('ALTER TABLE cs_acct ADD CHECK (bal > 1), ADD CHECK (bal > 2)');

@@ -126,6 +126,13 @@ HM_FUNCTION(heliosmig_rollback) {
 HM_FUNCTION(heliosmig_cutover) {
     catalog::Migration m = find_controllable(uuid_arg(fcinfo, 0));
     const bool force = PG_GETARG_BOOL(1);
+    // Only a ghost-table rewrite waits for a cutover; the other classes take
+    // their one short lock as a step of their own.
+    if (m.operation_class != "rewrite")
+        pg::raise(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                  "this migration has no cutover to request",
+                  fmt::format("It is a {} migration.", m.operation_class),
+                  "Cutover applies to table rewrites; this migration finishes by itself.");
     const bool ready = m.state == State::Ready;
     const bool forceable = m.state == State::Synchronizing || m.state == State::Validating;
     if (!ready && !(force && forceable))
