@@ -278,6 +278,17 @@ State current_state(const std::string& id) {
     return parse_state(*state).value_or(State::Failed);
 }
 
+std::string failure_reason(const std::string& id) {
+    CatalogWriter reader;
+    return reader
+        .query("SELECT coalesce(error, '') FROM heliosmig.helios_migrations"
+               " WHERE migration_id = $1::uuid",
+               {id})
+        .rows.at(0)
+        .at(0)
+        .value_or("");
+}
+
 void set_worker_pid(const std::string& id, int pid) {
     CatalogWriter writer;
     writer.query("UPDATE heliosmig.helios_migrations SET worker_pid = $2::int,"

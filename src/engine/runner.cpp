@@ -6,7 +6,6 @@
 #include "heliosmig/plan/concurrent_steps.hpp"
 #include "heliosmig/plan/plan.hpp"
 #include "heliosmig/pg/error.hpp"
-#include "heliosmig/pg/spi.hpp"
 #include "heliosmig/pg/transaction.hpp"
 #include "heliosmig/pg/utility.hpp"
 
@@ -56,7 +55,7 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
     plan::Plan plan = plan::make_plan(st, options);
     if (!plan.supported)
         refuse(st, plan);
-    const bool asynchronous = plan.asynchronous && options.mode == plan::Mode::Online;
+    const bool asynchronous = plan.asynchronous;
     if (!asynchronous)
         plan::drop_concurrently(st);
     std::vector<plan::Step> steps;
@@ -136,25 +135,21 @@ void wait_for_migration(const std::string& id) {
         CommitTransactionCommand();
     });
     for (;;) {
-        pg::Rows rows = pg::in_worker_transaction([&] {
-            pg::Spi spi;
-            return spi.query("SELECT state, coalesce(error, '') FROM heliosmig.helios_migrations"
-                             " WHERE migration_id = $1::uuid",
-                             {id});
-        });
-        const std::string state = rows.rows.empty() ? "FAILED" : *rows.rows.front()[0];
-        if (state == "COMPLETED" || state == "FAILED" || state == "ROLLED_BACK") {
+        const State state = pg::in_worker_transaction([&] { return catalog::current_state(id); });
+        if (catalog::is_terminal(state)) {
+            const std::string reason =
+                state == State::Failed
+                    ? pg::in_worker_transaction([&] { return catalog::failure_reason(id); })
+                    : std::string();
             // The statement ends in a transaction, as the portal expects.
             pg::call([] { StartTransactionCommand(); });
-            if (state == "FAILED")
+            if (state == State::Failed)
                 pg::raise(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                          fmt::format("the migration failed: {}",
-                                      rows.rows.empty() ? std::string("its record is gone")
-                                                        : *rows.rows.front()[1]),
+                          fmt::format("the migration failed: {}", reason),
                           fmt::format("Migration {}.", id),
                           "heliosmig.helios_migration_logs has its history; everything the "
                           "migration created was removed.");
-            if (state == "ROLLED_BACK")
+            if (state == State::RolledBack)
                 pg::raise(ERRCODE_QUERY_CANCELED, "the migration was rolled back",
                           fmt::format("Migration {}.", id));
             return;

@@ -171,7 +171,7 @@ Outcome intercept(Node* node, const char* source, int location, int length, bool
         return {Action::Handled, {}};
     }
 
-    const bool asynchronous = p.asynchronous && options.mode == plan::Mode::Online;
+    const bool asynchronous = p.asynchronous;
     const bool wait = asynchronous && settings::wait_for_completion();
     // The same rules as PostgreSQL's own CONCURRENTLY commands (transaction
     // blocks, pipelines, functions): the migration commits its start, and

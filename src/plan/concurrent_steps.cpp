@@ -76,14 +76,6 @@ void require_free_constraint_name(Oid relid, const std::string& name) {
                               qualified_table_name(relid)));
 }
 
-void require_free_relation_name(Oid relid, const std::string& name) {
-    const char* n = name.c_str();
-    bool taken =
-        pg::call([&] { return OidIsValid(get_relname_relid(n, get_rel_namespace(relid))); });
-    if (taken)
-        pg::raise(ERRCODE_DUPLICATE_TABLE, fmt::format("relation \"{}\" already exists", name));
-}
-
 std::vector<std::string> string_list(List* list) {
     std::vector<std::string> out;
     ListCell* cell;

@@ -238,17 +238,23 @@ void drop_concurrently(Statement& st) {
         castNode(IndexStmt, st.tree)->concurrent = false;
 }
 
+void require_free_relation_name(Oid relid, const std::string& name) {
+    const char* n = name.c_str();
+    bool taken =
+        pg::call([&] { return OidIsValid(get_relname_relid(n, get_rel_namespace(relid))); });
+    if (taken)
+        pg::raise(ERRCODE_DUPLICATE_TABLE, fmt::format("relation \"{}\" already exists", name));
+}
+
 std::string choose_index_name(Statement& st) {
     IndexStmt* stmt = castNode(IndexStmt, st.tree);
     const Oid relid = st.relid;
+    if (stmt->idxname != nullptr) {
+        require_free_relation_name(relid, stmt->idxname);
+        return stmt->idxname;
+    }
     char* name = pg::call([&]() -> char* {
         Oid namespace_oid = get_rel_namespace(relid);
-        if (stmt->idxname != nullptr) {
-            if (OidIsValid(get_relname_relid(stmt->idxname, namespace_oid)))
-                ereport(ERROR, (errcode(ERRCODE_DUPLICATE_TABLE),
-                                errmsg("relation \"%s\" already exists", stmt->idxname)));
-            return stmt->idxname;
-        }
         const char* column = "expr";
         if (stmt->indexParams != NIL) {
             IndexElem* first = linitial_node(IndexElem, stmt->indexParams);

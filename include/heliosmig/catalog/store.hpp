@@ -102,6 +102,9 @@ std::optional<Task> load_task(const std::string& id);
 // The migration's state as committed (a fresh snapshot per call in a worker).
 State current_state(const std::string& id);
 
+// Why a FAILED migration failed ("" if it did not).
+std::string failure_reason(const std::string& id);
+
 void set_worker_pid(const std::string& id, int pid);
 void set_phase(const std::string& id, const std::string& phase);
 

@@ -23,13 +23,13 @@ std::string_view class_name(OperationClass cls);
 
 struct Plan {
     OperationClass cls = OperationClass::Metadata;
-    std::string reason;          // why this class, in the user's terms
-    int lock_mode = 0;           // LOCKMODE PostgreSQL takes on the table
-    std::string lock_name;       // e.g. "AccessExclusiveLock"
-    bool copies_data = false;    // the statement reads or rewrites the whole table
-    bool runs_online = false;    // heliosmig can run it without blocking the application
-    bool supported = false;      // heliosmig can run it now (online, or offline on request)
-    bool asynchronous = false;   // a background worker runs it after the caller commits
+    std::string reason;        // why this class, in the user's terms
+    int lock_mode = 0;         // LOCKMODE PostgreSQL takes on the table
+    std::string lock_name;     // e.g. "AccessExclusiveLock"
+    bool copies_data = false;  // the statement reads or rewrites the whole table
+    bool runs_online = false;  // heliosmig can run it without blocking the application
+    bool supported = false;    // heliosmig can run it now (online, or offline on request)
+    bool asynchronous = false; // a background worker runs it after the caller commits (online only)
     std::string unsupported_why; // when !supported
     std::vector<std::string> steps;
 };

@@ -61,6 +61,10 @@ void resolve_target(Statement& statement);
 // blocking build the user asked for with mode 'offline'.
 void drop_concurrently(Statement& statement);
 
+// Errors if a relation of that name exists in the table's schema (where an
+// index on the table would go).
+void require_free_relation_name(Oid relid, const std::string& name);
+
 // The name a CREATE INDEX will create: the one written, or one chosen the
 // way PostgreSQL chooses (table_column_idx, made unique in the schema), so the
 // migration can find, check and clean up its index. The statement's tree gets
