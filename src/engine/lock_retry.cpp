@@ -1,5 +1,6 @@
 // Lock safety (see include/heliosmig/engine/lock_retry.hpp).
 #include "heliosmig/engine/lock_retry.hpp"
+#include "heliosmig/pg/sleep.hpp"
 #include "heliosmig/pg/spi.hpp"
 #include "heliosmig/settings/settings.hpp"
 
@@ -8,8 +9,6 @@ extern "C" {
 #include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
-#include "storage/latch.h"
-#include "utils/wait_event.h"
 }
 
 #include <fmt/format.h>
@@ -52,12 +51,7 @@ double pause_before_retry(int retry) {
     const double base = std::min(cap, kFirstPauseMs * std::pow(2.0, std::min(retry - 1, 20)));
     const double jitter = 0.5 + pg::call([] { return pg_prng_double(&pg_global_prng_state); });
     const long delay = std::max(1L, static_cast<long>(base * jitter));
-    pg::call([&] {
-        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, delay,
-                        PG_WAIT_EXTENSION);
-        ResetLatch(MyLatch);
-        CHECK_FOR_INTERRUPTS();
-    });
+    pg::sleep_ms(delay);
     return static_cast<double>(delay);
 }
 

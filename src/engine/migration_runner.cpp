@@ -4,6 +4,7 @@
 #include "heliosmig/engine/step_runner.hpp"
 #include "heliosmig/engine/worker.hpp"
 #include "heliosmig/pg/error.hpp"
+#include "heliosmig/pg/sleep.hpp"
 #include "heliosmig/pg/spi.hpp"
 #include "heliosmig/pg/transaction.hpp"
 
@@ -11,10 +12,8 @@ extern "C" {
 #include "access/xact.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
-#include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "utils/guc.h"
-#include "utils/wait_event.h"
 }
 
 #include <fmt/format.h>
@@ -52,15 +51,6 @@ bool claim_migration(const std::string& id) {
 void use_search_path(const std::string& search_path) {
     const char* value = search_path.c_str();
     pg::call([&] { SetConfigOption("search_path", value, PGC_USERSET, PGC_S_SESSION); });
-}
-
-void wait_while_paused() {
-    pg::call([] {
-        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kPausedPollMs,
-                        PG_WAIT_EXTENSION);
-        ResetLatch(MyLatch);
-        CHECK_FOR_INTERRUPTS();
-    });
 }
 
 bool undo(const catalog::Task& task) {
@@ -110,7 +100,7 @@ void run_migration(const std::string& id, TransactionId starter_xid) {
             pg::in_worker_transaction([&] { catalog::set_worker_pid(id, 0); });
             return;
         case State::Paused:
-            wait_while_paused();
+            pg::sleep_ms(kPausedPollMs);
             break;
         case State::RollingBack:
             finish_rollback(*task);

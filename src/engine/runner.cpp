@@ -6,6 +6,7 @@
 #include "heliosmig/plan/concurrent_steps.hpp"
 #include "heliosmig/plan/plan.hpp"
 #include "heliosmig/pg/error.hpp"
+#include "heliosmig/pg/sleep.hpp"
 #include "heliosmig/pg/transaction.hpp"
 #include "heliosmig/pg/utility.hpp"
 
@@ -13,10 +14,8 @@ extern "C" {
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "miscadmin.h"
-#include "storage/latch.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
-#include "utils/wait_event.h"
 }
 
 #include <fmt/format.h>
@@ -155,12 +154,7 @@ void wait_for_migration(const std::string& id) {
             return;
         }
         try {
-            pg::call([] {
-                (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100,
-                                PG_WAIT_EXTENSION);
-                ResetLatch(MyLatch);
-                CHECK_FOR_INTERRUPTS();
-            });
+            pg::sleep_ms(100);
         } catch (const pg::Error& e) {
             // A cancel or statement_timeout ends the wait, not the migration:
             // it has been committed and its worker goes on.
