@@ -81,9 +81,8 @@ SELECT count(*) AS recorded FROM heliosmig.helios_migrations WHERE table_oid = '
 
 -- Statements that need an engine not built yet are refused, never run offline
 -- behind the user's back; nothing is recorded.
-SELECT heliosmig.start('ALTER TABLE accounts ALTER COLUMN aid TYPE bigint');
+-- (Rewrites run online: sql/08_rewrites.sql.)
 SELECT heliosmig.start('ALTER TABLE accounts ALTER COLUMN bid SET NOT NULL, ALTER COLUMN abalance SET NOT NULL');
-ALTER TABLE accounts ALTER COLUMN aid TYPE bigint;
 ALTER TABLE accounts ADD CONSTRAINT positive CHECK (abalance > -1000000), ADD CHECK (bid > 0);
 SELECT count(*) AS recorded FROM heliosmig.helios_migrations WHERE table_oid = 'accounts'::regclass;
 SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'accounts'::regclass AND attname = 'aid';

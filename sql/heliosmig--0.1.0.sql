@@ -37,6 +37,13 @@ CREATE TABLE heliosmig.helios_migrations (
     rows_copied          bigint NOT NULL DEFAULT 0,
     phase                text,
     object_name          text,
+    -- rewrite migrations: the replication slot that captures the table's
+    -- changes, the WAL position up to which they are applied to the ghost
+    -- (written in the same transaction as the ghost rows), and the table that
+    -- keeps the old storage after cutover
+    slot_name            text,
+    applied_lsn          pg_lsn,
+    retained_table       text,
     worker_pid           integer,
     error                text,
     rollback_feasibility text NOT NULL DEFAULT 'SAFE'
@@ -95,6 +102,25 @@ CREATE TABLE heliosmig.helios_migration_steps (
     PRIMARY KEY (migration_id, step_no)
 );
 
+-- The chunks a rewrite migration has copied, in key order: chunk n holds the
+-- keys above chunk n-1's last key up to its own (the first is open below, the
+-- final one, whose last_key is NULL, open above), read under the snapshot
+-- recorded here. A captured change to a key is applied to the ghost only if
+-- its transaction is not visible in that snapshot.
+CREATE TABLE heliosmig.helios_migration_chunks (
+    migration_id  uuid NOT NULL REFERENCES heliosmig.helios_migrations ON DELETE CASCADE,
+    chunk_no      integer NOT NULL,
+    last_key      text[],
+    rows_copied   integer NOT NULL,
+    snapshot_xmin bigint NOT NULL,
+    snapshot_xmax bigint NOT NULL,
+    snapshot_xip  bigint[] NOT NULL,
+    -- a single key re-read under its own snapshot (last_key is that key)
+    single_key    boolean NOT NULL DEFAULT false,
+    copied_at     timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    PRIMARY KEY (migration_id, chunk_no)
+);
+
 -- Keep migration history across pg_dump / restore.
 SELECT pg_catalog.pg_extension_config_dump('heliosmig.helios_migrations', '');
 SELECT pg_catalog.pg_extension_config_dump('heliosmig.helios_migration_logs', '');
@@ -145,9 +171,9 @@ CREATE TRIGGER enforce_transition
 ------------------------------------------------------------------------------
 
 REVOKE ALL ON heliosmig.helios_migrations, heliosmig.helios_migration_logs,
-              heliosmig.helios_migration_steps FROM PUBLIC;
+              heliosmig.helios_migration_steps, heliosmig.helios_migration_chunks FROM PUBLIC;
 GRANT SELECT ON heliosmig.helios_migrations, heliosmig.helios_migration_logs,
-                heliosmig.helios_migration_steps TO PUBLIC;
+                heliosmig.helios_migration_steps, heliosmig.helios_migration_chunks TO PUBLIC;
 GRANT USAGE ON SCHEMA heliosmig TO PUBLIC;
 
 -- A migration is visible to the owner of its table, pg_monitor and superusers.
@@ -170,6 +196,11 @@ ALTER TABLE heliosmig.helios_migration_steps ENABLE ROW LEVEL SECURITY;
 CREATE POLICY visible_to_table_owner ON heliosmig.helios_migration_steps
     FOR SELECT USING (EXISTS (SELECT 1 FROM heliosmig.helios_migrations m
                                WHERE m.migration_id = helios_migration_steps.migration_id));
+
+ALTER TABLE heliosmig.helios_migration_chunks ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible_to_table_owner ON heliosmig.helios_migration_chunks
+    FOR SELECT USING (EXISTS (SELECT 1 FROM heliosmig.helios_migrations m
+                               WHERE m.migration_id = helios_migration_chunks.migration_id));
 
 ALTER TABLE heliosmig.helios_migration_logs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY visible_to_table_owner ON heliosmig.helios_migration_logs
@@ -255,10 +286,26 @@ AS $$
                        WHERE p.pid = m.worker_pid),
                      format('0%% (%s)', coalesce(m.phase, lower(m.state))))
         WHEN m.rows_total IS NULL OR m.rows_total = 0 THEN
-            CASE WHEN m.state = 'COMPLETED' THEN '100%' ELSE '0%' END
-        ELSE format('%s%% (%s/%s rows)',
+            CASE WHEN m.state = 'COMPLETED' THEN '100%'
+                 WHEN m.operation_class = 'rewrite' THEN format('? (%s rows copied)', m.rows_copied)
+                 ELSE '0%' END
+        ELSE format('%s%% (%s/%s rows%s%s)',
                     least(100, floor(100.0 * m.rows_copied / m.rows_total))::int,
-                    m.rows_copied, m.rows_total)
+                    m.rows_copied, m.rows_total,
+                    -- copy rate while copying
+                    CASE WHEN m.state = 'COPYING' AND m.state_entered_at ? 'COPYING' THEN
+                        format(', %s rows/s', round(m.rows_copied / greatest(0.001, extract(epoch FROM
+                            clock_timestamp() - (m.state_entered_at->>'COPYING')::timestamptz)))::bigint)
+                    ELSE '' END,
+                    -- a paused rewrite still holds its slot, which keeps WAL
+                    CASE WHEN m.state = 'PAUSED' AND m.slot_name IS NOT NULL THEN
+                        coalesce((SELECT format(', paused: replication slot %s keeps %s of WAL',
+                                                r.slot_name,
+                                                pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(),
+                                                                               r.restart_lsn)))
+                                    FROM pg_catalog.pg_replication_slots r
+                                   WHERE r.slot_name = m.slot_name), '')
+                    ELSE '' END)
     END
 $$;
 

@@ -1,5 +1,6 @@
 // heliosmig's catalog tables (see include/heliosmig/catalog/store.hpp).
 #include "heliosmig/catalog/store.hpp"
+#include "heliosmig/catalog/writer.hpp"
 #include "heliosmig/pg/error.hpp"
 #include "heliosmig/pg/spi.hpp"
 
@@ -30,36 +31,6 @@ std::string_view level_name(LogLevel level) {
     }
     return "INFO";
 }
-
-// The owner of heliosmig's catalog: writes run as this role.
-Oid catalog_owner() {
-    return pg::call([] {
-        Oid nsp = get_namespace_oid("heliosmig", false);
-        Oid rel = get_relname_relid("helios_migrations", nsp);
-        if (!OidIsValid(rel))
-            elog(ERROR, "heliosmig catalog is missing: run CREATE EXTENSION heliosmig");
-        HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
-        if (!HeapTupleIsValid(tuple))
-            elog(ERROR, "cache lookup failed for relation %u", rel);
-        Oid owner = ((Form_pg_class)GETSTRUCT(tuple))->relowner;
-        ReleaseSysCache(tuple);
-        return owner;
-    });
-}
-
-// Writes as the catalog owner: the caller may own the table being migrated
-// without having any privilege on heliosmig's catalog.
-class CatalogWriter {
-public:
-    CatalogWriter() : as_owner_(catalog_owner()) {}
-    pg::Rows query(std::string_view sql, const std::vector<Value>& params = {}) {
-        return spi_.query(sql, params);
-    }
-
-private:
-    pg::UserScope as_owner_;
-    pg::Spi spi_;
-};
 
 std::string bool_text(bool b) {
     return b ? "true" : "false";
@@ -356,7 +327,7 @@ std::vector<Task> orphaned_tasks() {
     pg::Rows rows =
         reader.query(fmt::format("SELECT {} FROM heliosmig.helios_migrations m"
                                  " WHERE m.state NOT IN ('COMPLETED', 'ROLLED_BACK', 'FAILED')"
-                                 "   AND m.operation_class = 'native_concurrent'"
+                                 "   AND m.operation_class IN ('native_concurrent', 'rewrite')"
                                  "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a"
                                  "                    WHERE a.pid = m.worker_pid"
                                  "                      AND a.backend_type = 'heliosmig migration')"

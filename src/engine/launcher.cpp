@@ -3,6 +3,7 @@
 // Both mains are PostgreSQL frames owning no C++ objects; the per-database
 // work runs under pg::run_guarded.
 #include "heliosmig/engine/launcher.hpp"
+#include "heliosmig/engine/retention.hpp"
 #include "heliosmig/engine/migration_runner.hpp"
 #include "heliosmig/engine/worker.hpp"
 #include "heliosmig/pg/error.hpp"
@@ -130,6 +131,9 @@ void heliosmig_database_worker_main(Datum main_arg) {
     BackgroundWorkerUnblockSignals();
     BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
     pgstat_report_appname("heliosmig database worker");
-    heliosmig::pg::run_guarded([] { heliosmig::engine::resume_orphaned_migrations(); });
+    heliosmig::pg::run_guarded([] {
+        heliosmig::engine::resume_orphaned_migrations();
+        heliosmig::engine::drop_expired_retained_tables();
+    });
     proc_exit(0);
 }

@@ -1,6 +1,7 @@
 // Running an asynchronous migration (see include/heliosmig/engine/migration_runner.hpp).
 #include "heliosmig/engine/migration_runner.hpp"
 #include "heliosmig/catalog/store.hpp"
+#include "heliosmig/engine/rewrite_runner.hpp"
 #include "heliosmig/engine/step_runner.hpp"
 #include "heliosmig/engine/worker.hpp"
 #include "heliosmig/pg/error.hpp"
@@ -56,12 +57,16 @@ void use_search_path(const std::string& search_path) {
 bool undo(const catalog::Task& task) {
     if (task.operation_class == "native_concurrent")
         return undo_steps(task);
+    if (task.operation_class == "rewrite")
+        return undo_rewrite(task);
     return true;
 }
 
 void step(const catalog::Task& task, State state) {
     if (task.operation_class == "native_concurrent")
         run_next_step(task, state);
+    else if (task.operation_class == "rewrite")
+        run_rewrite_step(task, state);
     else
         pg::raise(
             ERRCODE_FEATURE_NOT_SUPPORTED,

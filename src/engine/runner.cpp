@@ -58,7 +58,7 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
     if (!asynchronous)
         plan::drop_concurrently(st);
     std::vector<plan::Step> steps;
-    if (asynchronous)
+    if (asynchronous && plan.cls == plan::OperationClass::NativeConcurrent)
         steps = plan::plan_steps(st);
 
     catalog::NewMigration record;

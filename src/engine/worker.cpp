@@ -4,6 +4,7 @@
 // objects. The migration runs under pg::run_guarded; an error from it lands
 // in the PG_CATCH below, which aborts the transaction and records FAILED.
 #include "heliosmig/engine/worker.hpp"
+#include "heliosmig/decode/change_stream.hpp"
 #include "heliosmig/engine/migration_runner.hpp"
 #include "heliosmig/pg/error.hpp"
 #include "heliosmig/pg/spi.hpp"
@@ -216,6 +217,9 @@ void heliosmig_migration_worker_main(Datum main_arg) {
         EmitErrorReport();
         FlushErrorState();
         AbortOutOfAnyTransaction();
+        // A replication slot survives transaction aborts: let it go before
+        // the undo drops it.
+        heliosmig::decode::release_stream();
         heliosmig::pg::run_guarded([&] {
             std::string reason = edata->message ? edata->message : "unknown error";
             if (edata->detail)

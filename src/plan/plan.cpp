@@ -1,5 +1,6 @@
 // Classification and planning (see include/heliosmig/plan/plan.hpp).
 #include "heliosmig/plan/plan.hpp"
+#include "heliosmig/plan/rewrite_checks.hpp"
 #include "heliosmig/plan/concurrent_steps.hpp"
 #include "heliosmig/plan/probe.hpp"
 #include "heliosmig/pg/error.hpp"
@@ -319,12 +320,29 @@ Plan make_plan(const Statement& st, const MigrationOptions& options) {
         break;
     }
     case OperationClass::Rewrite:
-        plan.unsupported_why = "online table rewrites (ghost table and change capture) are not "
-                               "supported yet";
-        plan.steps = {"create a ghost table with the new layout",
-                      "copy rows in chunks while logical decoding captures concurrent writes",
-                      "apply captured changes, validate row counts",
-                      "cut over under a short ACCESS EXCLUSIVE lock, keeping the table's OID"};
+        plan.unsupported_why = rewrite_blocker(st);
+        plan.supported = plan.unsupported_why.empty();
+        plan.runs_online = true;
+        plan.asynchronous = plan.supported;
+        plan.lock_name = "AccessExclusiveLock";
+        plan.steps = {
+            "record the migration; a background worker starts once this transaction commits",
+            "PREPARING: create heliosmig.ghost_<oid> with the table's exact layout, its indexes "
+            "and CHECK constraints, apply the statement to it (empty: instant); create a logical "
+            "replication slot (no lock on the table)",
+            "COPYING: copy rows in primary-key order, chunk_size rows per short transaction, "
+            "transformed as ALTER TABLE would; between chunks apply the captured changes "
+            "(ACCESS SHARE on the table)",
+            "SYNCHRONIZING: apply captured changes until caught up",
+            "VALIDATING: SHARE lock (lock_timeout, retries) only to apply the last changes; "
+            "compare row counts of table and ghost in one snapshot",
+            "READY: wait for heliosmig.cutover() unless auto_cutover",
+            "CUTOVER: ACCESS EXCLUSIVE with lock_timeout and retries, apply the last changes, "
+            "swap storage so the table keeps its OID, run the statement on the emptied table "
+            "(milliseconds); the old storage is kept in heliosmig.old_<oid>_<id> for "
+            "heliosmig.retention",
+            "on failure or rollback before cutover: drop the ghost, the slot and everything "
+            "else the migration created; the table is untouched"};
         break;
     case OperationClass::Other:
         plan.unsupported_why = "running this statement as a tracked migration is not supported";

@@ -2,6 +2,8 @@
 #include "heliosmig/pg/postgres.hpp"
 #include "heliosmig/settings/settings.hpp"
 
+#include <climits>
+
 extern "C" {
 #include "utils/guc.h"
 }
@@ -14,6 +16,7 @@ int intercept_setting = static_cast<int>(Intercept::Rewrites);
 bool wait_setting = false;
 int lock_timeout_setting = 100;
 int lock_retries_setting = 600;
+int retention_setting = 24 * 3600;
 int lock_retry_max_delay_setting = 1000;
 
 const struct config_enum_entry intercept_options[] = {
@@ -36,6 +39,10 @@ int lock_timeout_ms() {
 }
 int lock_retries() {
     return lock_retries_setting;
+}
+
+int retention_seconds() {
+    return retention_setting;
 }
 int lock_retry_max_delay_ms() {
     return lock_retry_max_delay_setting;
@@ -61,6 +68,13 @@ void Init() {
         "After this the attempt gives up, so the application's queries never "
         "queue behind heliosmig for longer; it is retried later.",
         &lock_timeout_setting, 100, 1, 60000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "heliosmig.retention", "How long a rewrite's old storage is kept after its cutover.",
+        "The old storage stays readable as heliosmig.old_<table oid>_<migration id> until the "
+        "launcher drops it once this much time has passed (checked every minute).",
+        &retention_setting, 24 * 3600, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr,
+        nullptr);
 
     DefineCustomIntVariable(
         "heliosmig.lock_retries", "How many times a lock attempt that timed out is retried.",

@@ -10,8 +10,13 @@ namespace heliosmig::engine {
 // The names a migration's artifacts get, here so that creator and remover agree.
 std::string ghost_table_name(Oid table_oid);            // heliosmig.ghost_<oid>
 std::string slot_name(const std::string& migration_id); // heliosmig_<uuid hex>
+// heliosmig.old_<oid>_<first 8 hex digits of the id>: the storage a rewrite's
+// cutover retires (one per migration, so later migrations of the table
+// never collide with one still retained).
+std::string retained_table_name(Oid table_oid, const std::string& migration_id);
 
-// Drops the ghost table and the replication slot if they exist. The ghost is
+// Drops the ghost table, the retained table of a cutover that did not
+// happen, the replication slot and its origin if they exist. The ghost is
 // dropped in the caller's transaction (ACCESS EXCLUSIVE on the ghost only,
 // which no application uses); the slot is dropped only once no process is
 // using it.

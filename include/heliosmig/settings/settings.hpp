@@ -20,6 +20,10 @@ int lock_timeout_ms();
 int lock_retries();
 int lock_retry_max_delay_ms();
 
+// How long a rewrite's old storage is kept after cutover (seconds), before
+// the launcher drops it (heliosmig.retention).
+int retention_seconds();
+
 // Registers the GUCs; called first from _PG_init.
 void Init();
 

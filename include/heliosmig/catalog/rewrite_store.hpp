@@ -1,0 +1,57 @@
+// The catalog rows of a rewrite migration: its slot, how far captured
+// changes are applied, the chunks copied (with their snapshots), and the
+// table that keeps the old storage. Written in the same transaction as the
+// ghost rows they describe, so a restarted worker resumes exactly.
+#pragma once
+
+#include "heliosmig/pg/postgres.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace heliosmig::catalog {
+
+struct RewriteSettings {
+    int chunk_size = 0;
+    int throttle_io = 100;
+    bool auto_cutover = true;
+    bool cutover_requested = false;
+    std::string slot_name;      // empty until the slot exists
+    std::string applied_lsn;    // empty until the first apply
+    std::string retained_table; // empty until cutover
+    int64_t rows_copied = 0;
+};
+
+RewriteSettings load_rewrite_settings(const std::string& id);
+
+void set_slot_name(const std::string& id, const std::string& slot);
+void set_applied_lsn(const std::string& id, const std::string& lsn);
+void set_rows_total(const std::string& id, int64_t rows);
+void add_rows_copied(const std::string& id, int64_t rows);
+void set_retained_table(const std::string& id, const std::string& name);
+
+struct StoredChunk {
+    int number = 0;
+    std::optional<std::vector<std::string>> last_key; // nullopt: open above
+    int64_t rows = 0;
+    uint32_t xmin = 0;
+    uint32_t xmax = 0;
+    std::vector<uint32_t> running;
+    bool single_key = false;
+};
+
+void record_chunk(const std::string& id, const StoredChunk& chunk);
+std::vector<StoredChunk> load_chunks(const std::string& id); // by number
+void forget_chunks(const std::string& id);
+
+// Old storage kept after cutover, older than the retention period.
+struct RetainedTable {
+    std::string id;
+    std::string name;
+};
+std::vector<RetainedTable> expired_retained_tables(int retention_seconds);
+void forget_retained_table(const std::string& id);
+
+} // namespace heliosmig::catalog

@@ -1,0 +1,56 @@
+// What a rewrite migration's worker keeps between its transactions: the copy
+// key, the chunk map, the change stream's position, and the transactions
+// captured so far that the next chunk's snapshot must see.
+#pragma once
+
+#include "heliosmig/catalog/store.hpp"
+#include "heliosmig/engine/change_applier.hpp"
+#include "heliosmig/engine/chunk_map.hpp"
+
+extern "C" {
+#include "access/xlogdefs.h"
+#include "nodes/parsenodes.h"
+}
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace heliosmig::engine {
+
+struct RewriteSession {
+    catalog::Task task;
+    Oid ghost = InvalidOid;
+    Oid key_index = InvalidOid;
+    std::string ghost_name; // relation name in schema heliosmig
+    std::string slot;
+    int chunk_size = 10000;
+    int throttle_io = 100;
+    MemoryContext context = nullptr; // key values, for the worker's lifetime
+    CopyKey key;
+    std::unique_ptr<ChunkMap> chunks;
+    XLogRecPtr applied_upto = InvalidXLogRecPtr; // captured commits before this are applied
+    std::vector<TransactionId> must_see;         // captured, not yet seen by every snapshot
+    int next_chunk = 0;
+};
+
+// The statement, parsed again in the current transaction's memory.
+AlterTableStmt* parse_alter(const std::string& sql);
+
+struct RoundResult {
+    long changes = 0; // captured changes to the table in this round
+    long applied = 0;
+    XLogRecPtr reached = InvalidXLogRecPtr;
+};
+
+// Decodes up to the end of WAL (flushed first when flush) and applies what
+// was captured to the ghost, in the caller's transaction. The caller
+// commits, then calls finish_round.
+RoundResult apply_round(RewriteSession& session, bool flush);
+void finish_round(RewriteSession& session, const RoundResult& round);
+
+// The cutover transaction (cutover.cpp): see DESIGN.md "Cutover". Returns
+// whether it committed; false if the migration was rolled back meanwhile.
+bool run_cutover(RewriteSession& session);
+
+} // namespace heliosmig::engine

@@ -1,0 +1,57 @@
+// Exchanging the storage of two heaps in one transaction, keeping both OIDs
+// (DESIGN.md "Cutover (keeps the table's OID)", docs/internals/swap.md section B).
+//
+// Raw PostgreSQL: these functions call PostgreSQL APIs that ereport(ERROR) and own no C++
+// object with a destructor; call them inside pg::call. Every change is a transactional catalog
+// update: on rollback both relations point at their old storage again.
+#pragma once
+
+#include "heliosmig/pg/postgres.hpp"
+
+namespace heliosmig::engine {
+
+// Errors (never silently continues) unless a and b have the same physical layout attribute by
+// attribute: natts, attisdropped, attlen, attbyval, attalign, atttypid, atttypmod, attcollation
+// (dropped: only len/align/byval/dropped), and, when compare_missing, equal atthasmissing and
+// attmissingval (compared byte for byte after detoasting). Attribute versions (15.20's
+// attoptions "pg_attver"), attstorage and attcompression are not compared: they do not decide
+// how stored tuples are read. Locks: takes AccessShareLock on both (the caller normally holds
+// more); the answer only stays true while the caller keeps both from being altered.
+void require_same_layout(Oid a, Oid b, bool compare_missing);
+
+enum class SwapKind {
+    ToRetained, // T <-> R: T's data goes to the empty retained table R, which must have no index;
+                // layout + missing values checked. T's indexes are then rebuilt empty
+                // (reindex_relation over T's now empty heap, O(1)), so that T is a consistent
+                // empty table until its ALTER; their old storage is freed at commit.
+    FromGhost,  // T <-> G: after PostgreSQL's own ALTER ran on the (empty) T in this transaction,
+                // T takes G's data; layout checked without missing values. Every index of T is
+                // matched by definition to exactly one index of G and vice versa (memo B2.10: all
+                // matched before any is swapped; ERROR naming the unmatched index otherwise;
+                // both sides must be valid, ready and live) and each pair's storage is swapped
+                // (relfilenode, reltablespace, relpages, reltuples, relallvisible).
+};
+
+// Swaps the storage of heap `table` with heap `other` (memo B1/B2): pg_class relfilenode,
+// reltablespace, relpages, reltuples, relallvisible, reltoastrelid AND relfrozenxid/relminmxid
+// swapped (not set), all rows updated in one command (no CCI between, so no snapshot sees two
+// rows with one relfilenode); TOAST by links: the pg_depend INTERNAL deps moved, TOAST tables +
+// their indexes renamed so each owner's is pg_toast_<owner oid> (via a temporary name; either
+// side may have no TOAST table), and the relrewrite of table's new TOAST table reset to 0;
+// TransferPredicateLocksToHeapRelation on table and its indexes; RelationCloseSmgrByOid on every
+// swapped relation; CCI.
+// Relcache "new storage" state moves with the storage: the side receiving storage created in
+// this transaction gets RelationAssumeNewRelfilenode, the other its new-storage subids cleared
+// (memo B2.5; for the sequence above: nothing for ToRetained, G and G's indexes marked new for
+// FromGhost). So a later TRUNCATE in this transaction never truncates old data in place.
+// Refuses (ERROR): wal_level minimal (storage newness would decide WAL skipping), either heap
+// created in this transaction, system/mapped/temporary or non-plain relations, differing access
+// method or persistence, a relation open or with pending trigger events in this session.
+// Locks: the caller holds AccessExclusiveLock on both heaps; this takes AccessExclusiveLock on
+// their indexes, TOAST tables and TOAST indexes (instantly unless autovacuum is working on a
+// TOAST table: the caller's lock_timeout applies) and holds all until commit. Nothing else can
+// then read or write either relation, so the exchange is atomic for every other session (they
+// see it after commit, when waiting for the lock processes the invalidations).
+void cutover_swap_storage(Oid table, Oid other, SwapKind kind);
+
+} // namespace heliosmig::engine

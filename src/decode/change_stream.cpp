@@ -1,0 +1,216 @@
+// The worker's change stream (see include/heliosmig/decode/change_stream.hpp).
+//
+// Everything here calls PostgreSQL's replication internals directly, inside
+// pg::call: the slot, the decoding context and the captured rows are
+// PostgreSQL objects in long-lived memory contexts, never C++ ones.
+#include "heliosmig/decode/change_stream.hpp"
+#include "heliosmig/pg/error.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "access/xlog.h"
+#include "access/xlogreader.h"
+#include "access/xlogutils.h"
+#include "replication/decode.h"
+#include "replication/logical.h"
+#include "replication/origin.h"
+#include "replication/slot.h"
+#include "replication/snapbuild.h"
+#include "storage/spin.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+}
+
+namespace heliosmig::decode {
+
+namespace {
+
+constexpr const char* kPluginName = "heliosmig";
+
+// The decoding context and its reorder buffer live under this context, for
+// the worker's lifetime; captured rows under a child reset after each batch.
+MemoryContext stream_context = nullptr;
+LogicalDecodingContext* decoding = nullptr;
+Capture the_capture{};
+
+XLogReaderRoutine wal_reader() {
+    XLogReaderRoutine routine{};
+    routine.page_read = read_local_xlog_page;
+    routine.segment_open = wal_segment_open;
+    routine.segment_close = wal_segment_close;
+    return routine;
+}
+
+void ensure_capture(Oid relid) {
+    if (stream_context == nullptr) {
+        stream_context = AllocSetContextCreate(TopMemoryContext, "heliosmig change stream",
+                                               ALLOCSET_DEFAULT_SIZES);
+        the_capture.context = AllocSetContextCreate(stream_context, "heliosmig captured changes",
+                                                    ALLOCSET_DEFAULT_SIZES);
+    }
+    the_capture.relid = relid;
+    active_capture = &the_capture;
+}
+
+} // namespace
+
+// The origin's catalog row is created in its own committed transaction, so a
+// later session setup (shared memory only) can always find it.
+void use_own_origin(const std::string& name, Oid relid) {
+    pg::call([&] {
+        ensure_capture(relid);
+        StartTransactionCommand();
+        RepOriginId origin = replorigin_by_name(name.c_str(), true);
+        if (origin == InvalidRepOriginId)
+            origin = replorigin_create(name.c_str());
+        CommitTransactionCommand();
+        replorigin_session_setup(origin);
+        replorigin_session_origin = origin;
+        the_capture.own_origin = origin;
+    });
+}
+
+// Slot creation, as PostgreSQL's walsender does it for CREATE_REPLICATION_SLOT
+// ... SNAPSHOT 'use': in a REPEATABLE READ transaction that has no xid and
+// has taken no snapshot yet. The slot is EPHEMERAL until the end, so an error
+// (the output_plugin_libraries check, a cancel while waiting for running
+// transactions) drops it instead of leaving a slot that pins WAL.
+XLogRecPtr create_slot(const std::string& name) {
+    return pg::call([&] {
+        StartTransactionCommand();
+        XactIsoLevel = XACT_REPEATABLE_READ;
+        CheckLogicalDecodingRequirements();
+        ReplicationSlotCreate(name.c_str(), true, RS_EPHEMERAL, false);
+        XLogReaderRoutine routine = wal_reader();
+        MemoryContext old = MemoryContextSwitchTo(stream_context);
+        decoding = CreateInitDecodingContext(kPluginName, NIL, true, InvalidXLogRecPtr, &routine,
+                                             nullptr, nullptr, nullptr);
+        DecodingContextFindStartpoint(decoding);
+        MemoryContextSwitchTo(old);
+        // Building the initial snapshot makes PostgreSQL wait for transactions
+        // that committed before the consistent point but are still in the
+        // proc array: from here on every new snapshot sees them. The snapshot
+        // itself is not needed (each chunk takes its own).
+        InvalidateCatalogSnapshot();
+        (void)SnapBuildInitialSnapshot(decoding->snapshot_builder);
+        const XLogRecPtr consistent = MyReplicationSlot->data.confirmed_flush;
+        ReplicationSlotPersist();
+        // The full snapshot pinned the data horizon (effective_xmin) for the
+        // whole cluster; only the catalog horizon is needed from now on.
+        SpinLockAcquire(&MyReplicationSlot->mutex);
+        MyReplicationSlot->effective_xmin = InvalidTransactionId;
+        SpinLockRelease(&MyReplicationSlot->mutex);
+        ReplicationSlotsComputeRequiredXmin(false);
+        CommitTransactionCommand();
+        return consistent;
+    });
+}
+
+void open_slot(const std::string& name) {
+    pg::call([&] {
+        ReplicationSlotAcquire(name.c_str(), true);
+        if (XLogRecPtrIsInvalid(MyReplicationSlot->data.restart_lsn))
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("replication slot \"%s\" of the migration was invalidated",
+                                   name.c_str()),
+                            errdetail("The WAL it needed was removed (max_slot_wal_keep_size)."),
+                            errhint("Roll the migration back and start it again.")));
+        XLogReaderRoutine routine = wal_reader();
+        MemoryContext old = MemoryContextSwitchTo(stream_context);
+        decoding = CreateDecodingContext(InvalidXLogRecPtr, NIL, false, &routine, nullptr, nullptr,
+                                         nullptr);
+        MemoryContextSwitchTo(old);
+        XLogBeginRead(decoding->reader, MyReplicationSlot->data.restart_lsn);
+    });
+}
+
+XLogRecPtr wal_end(bool flush) {
+    return pg::call([&] {
+        if (flush)
+            XLogFlush(GetXLogInsertRecPtr());
+        return GetFlushRecPtr(nullptr);
+    });
+}
+
+// Replaying a decoded transaction opens and closes its own subtransaction and
+// may leave CurrentResourceOwner and CurrentMemoryContext pointing elsewhere:
+// both are restored after every record. System caches are rebuilt around the
+// batch, since decoding reads catalogs with historic snapshots.
+XLogRecPtr read_changes(XLogRecPtr upto) {
+    return pg::call([&] {
+        ResourceOwner owner = CurrentResourceOwner;
+        MemoryContext context = CurrentMemoryContext;
+        InvalidateSystemCaches();
+        while (decoding->reader->EndRecPtr < upto) {
+            char* message = nullptr;
+            XLogRecord* record = XLogReadRecord(decoding->reader, &message);
+            if (message != nullptr)
+                elog(ERROR, "could not read WAL for the migration: %s", message);
+            if (record != nullptr)
+                LogicalDecodingProcessRecord(decoding, decoding->reader);
+            CurrentResourceOwner = owner;
+            MemoryContextSwitchTo(context);
+            CHECK_FOR_INTERRUPTS();
+        }
+        InvalidateSystemCaches();
+        return decoding->reader->EndRecPtr;
+    });
+}
+
+uint64 decoding_lag(XLogRecPtr upto) {
+    if (decoding == nullptr || decoding->reader->EndRecPtr >= upto)
+        return 0;
+    return upto - decoding->reader->EndRecPtr;
+}
+
+Capture& capture() {
+    return the_capture;
+}
+
+void clear_capture() {
+    pg::call([] { MemoryContextReset(the_capture.context); });
+    the_capture.transactions = NIL;
+    the_capture.open = nullptr;
+    the_capture.change_count = 0;
+}
+
+void confirm(XLogRecPtr lsn) {
+    pg::call([&] {
+        LogicalConfirmReceivedLocation(lsn);
+        ReplicationSlotMarkDirty();
+        ReplicationSlotSave();
+    });
+}
+
+void release_stream() {
+    // After an error inside replay the decoding context is not trustworthy:
+    // it is dropped with its memory, never shut down through the plugin.
+    decoding = nullptr;
+    active_capture = nullptr;
+    if (stream_context != nullptr) {
+        MemoryContextDelete(stream_context);
+        stream_context = nullptr;
+        the_capture = Capture{};
+    }
+    if (MyReplicationSlot != nullptr)
+        ReplicationSlotRelease();
+    if (replorigin_session_origin != InvalidRepOriginId) {
+        replorigin_session_origin = InvalidRepOriginId;
+        // Session teardown only touches shared memory; it cannot fail once
+        // set up.
+        replorigin_session_reset();
+    }
+}
+
+void drop_slot_and_origin(const std::string& name) {
+    pg::call([&] {
+        if (SearchNamedReplicationSlot(name.c_str(), true) != nullptr)
+            ReplicationSlotDrop(name.c_str(), true);
+        replorigin_drop_by_name(name.c_str(), true, true);
+    });
+}
+
+} // namespace heliosmig::decode
