@@ -104,8 +104,15 @@ SELECT * FROM rw_audit;
 INSERT INTO rw_accounts (parent_id, balance) VALUES (1, 5) RETURNING id > 20000 AS new_serial_id;
 SELECT * FROM rw_leftovers;
 -- The old storage is kept in schema heliosmig, readable, with its missing values.
-SELECT count(*) AS retained FROM pg_class
- WHERE relnamespace = 'heliosmig'::regnamespace AND relname LIKE 'old\_' || :accounts_oid || '\_%';
+SELECT count(*) AS retained, sum((SELECT count(*) FROM pg_index WHERE indrelid = c.oid)) AS indexes
+  FROM pg_class c
+ WHERE relnamespace = 'heliosmig'::regnamespace AND relkind = 'r'
+   AND relname LIKE 'old\_' || :accounts_oid || '\_%';
+SELECT retained_table AS retained FROM heliosmig.helios_migrations WHERE table_oid = :accounts_oid \gset
+SELECT count(*) AS old_rows, count(*) FILTER (WHERE region = 'eu') AS with_missing_value,
+       sum(balance) = (SELECT sum(balance) FROM rw_expected) AS same_balances,
+       pg_typeof(min(balance)) AS old_type
+  FROM :retained;
 
 -- Other rewriting statements, through start() and the spec's spellings.
 SET heliosmig.intercept = off;

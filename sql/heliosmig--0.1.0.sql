@@ -44,6 +44,9 @@ CREATE TABLE heliosmig.helios_migrations (
     slot_name            text,
     applied_lsn          pg_lsn,
     retained_table       text,
+    -- the ghost's indexes, built after the copy: the primary key's CREATE
+    -- UNIQUE INDEX and ADD CONSTRAINT ... USING INDEX first, then the others
+    ghost_indexes        text[],
     worker_pid           integer,
     error                text,
     rollback_feasibility text NOT NULL DEFAULT 'SAFE'

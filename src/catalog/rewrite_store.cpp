@@ -41,7 +41,8 @@ RewriteSettings load_rewrite_settings(const std::string& id) {
     CatalogWriter reader;
     pg::Rows rows = reader.query(
         "SELECT chunk_size::text, throttle_io::text, auto_cutover::text, cutover_requested::text,"
-        "       slot_name, applied_lsn::text, retained_table, rows_copied::text"
+        "       slot_name, applied_lsn::text, retained_table, rows_copied::text,"
+        "       pg_catalog.array_length(ghost_indexes, 1)::text"
         "  FROM heliosmig.helios_migrations WHERE migration_id = $1::uuid",
         {id});
     RewriteSettings s;
@@ -56,6 +57,15 @@ RewriteSettings load_rewrite_settings(const std::string& id) {
     s.applied_lsn = text_or_empty(r[5]);
     s.retained_table = text_or_empty(r[6]);
     s.rows_copied = std::stoll(*r[7]);
+    if (r[8]) {
+        pg::Rows statements =
+            reader.query("SELECT s FROM heliosmig.helios_migrations m,"
+                         "       pg_catalog.unnest(m.ghost_indexes) WITH ORDINALITY AS u(s, n)"
+                         " WHERE m.migration_id = $1::uuid ORDER BY u.n",
+                         {id});
+        for (const pg::Row& statement : statements.rows)
+            s.ghost_indexes.push_back(*statement[0]);
+    }
     return s;
 }
 
@@ -71,12 +81,19 @@ void set_rows_total(const std::string& id, int64_t rows) {
     update_migration(id, "rows_total = $2::bigint", {std::to_string(rows)});
 }
 
-void add_rows_copied(const std::string& id, int64_t rows) {
-    update_migration(id, "rows_copied = rows_copied + $2::bigint", {std::to_string(rows)});
-}
-
 void set_retained_table(const std::string& id, const std::string& name) {
     update_migration(id, "retained_table = $2", {name});
+}
+
+void set_ghost_indexes(const std::string& id, const std::vector<std::string>& statements) {
+    std::vector<pg::Value> params;
+    std::string array = "ARRAY[";
+    for (size_t i = 0; i < statements.size(); i++) {
+        params.push_back(statements[i]);
+        array += fmt::format("{}${}", i ? ", " : "", i + 2);
+    }
+    array += "]::text[]";
+    update_migration(id, "ghost_indexes = " + array, params);
 }
 
 void record_chunk(const std::string& id, const StoredChunk& chunk) {
@@ -100,11 +117,16 @@ void record_chunk(const std::string& id, const StoredChunk& chunk) {
         }
         key += "]::text[]";
     }
+    // The chunk and the progress it makes, in one statement.
     CatalogWriter writer;
-    writer.query(fmt::format("INSERT INTO heliosmig.helios_migration_chunks (migration_id, "
-                             "chunk_no, rows_copied, snapshot_xmin, snapshot_xmax, single_key, "
-                             "snapshot_xip, last_key) VALUES ($1::uuid, $2::int, $3::int, "
-                             "$4::bigint, $5::bigint, $6::boolean, $7::bigint[], {})",
+    writer.query(fmt::format("WITH chunk AS (INSERT INTO heliosmig.helios_migration_chunks"
+                             " (migration_id, chunk_no, rows_copied, snapshot_xmin, snapshot_xmax,"
+                             " single_key, snapshot_xip, last_key) VALUES ($1::uuid, $2::int,"
+                             " $3::int, $4::bigint, $5::bigint, $6::boolean, $7::bigint[], {}))"
+                             " UPDATE heliosmig.helios_migrations"
+                             "    SET rows_copied = rows_copied + $3::bigint,"
+                             "        updated_at = pg_catalog.clock_timestamp()"
+                             "  WHERE migration_id = $1::uuid",
                              key),
                  params);
 }

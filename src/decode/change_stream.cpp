@@ -10,6 +10,7 @@ extern "C" {
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "access/xlogreader.h"
 #include "access/xlogutils.h"
 #include "replication/decode.h"
@@ -127,24 +128,39 @@ void open_slot(const std::string& name) {
     });
 }
 
+// The insert position is where the next record will start: on a fresh page
+// that is past the page header, which is not written yet (and cannot be
+// flushed) until that record is. WAL inserted so far ends before the header.
 XLogRecPtr wal_end(bool flush) {
     return pg::call([&] {
-        if (flush)
-            XLogFlush(GetXLogInsertRecPtr());
+        if (flush) {
+            XLogRecPtr inserted = GetXLogInsertRecPtr();
+            if (XLogSegmentOffset(inserted, wal_segment_size) == SizeOfXLogLongPHD)
+                inserted -= SizeOfXLogLongPHD;
+            else if (inserted % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+                inserted -= SizeOfXLogShortPHD;
+            XLogFlush(inserted);
+        }
         return GetFlushRecPtr(nullptr);
     });
 }
 
 // Replaying a decoded transaction opens and closes its own subtransaction and
 // may leave CurrentResourceOwner and CurrentMemoryContext pointing elsewhere:
-// both are restored after every record. System caches are rebuilt around the
-// batch, since decoding reads catalogs with historic snapshots.
-XLogRecPtr read_changes(XLogRecPtr upto) {
+// both are restored after every record. Replay reads catalogs with historic
+// snapshots, so the system caches are rebuilt after a batch that replayed
+// anything. Not before: the only relation whose descriptor matters to the
+// plugin is the table, whose schema is locked while it is migrated, and
+// decoding itself applies the invalidations of the transactions it replays.
+// (A batch that replays nothing, e.g. only the worker's own writes, which
+// the origin filter drops, leaves the caches alone: rebuilding them every
+// chunk would cost more than the copy.)
+XLogRecPtr read_changes(XLogRecPtr upto, long max_changes) {
     return pg::call([&] {
         ResourceOwner owner = CurrentResourceOwner;
         MemoryContext context = CurrentMemoryContext;
-        InvalidateSystemCaches();
-        while (decoding->reader->EndRecPtr < upto) {
+        const long replayed = the_capture.replayed;
+        while (decoding->reader->EndRecPtr < upto && the_capture.change_count < max_changes) {
             char* message = nullptr;
             XLogRecord* record = XLogReadRecord(decoding->reader, &message);
             if (message != nullptr)
@@ -155,7 +171,8 @@ XLogRecPtr read_changes(XLogRecPtr upto) {
             MemoryContextSwitchTo(context);
             CHECK_FOR_INTERRUPTS();
         }
-        InvalidateSystemCaches();
+        if (the_capture.replayed != replayed)
+            InvalidateSystemCaches();
         return decoding->reader->EndRecPtr;
     });
 }
@@ -179,6 +196,10 @@ void clear_capture() {
 
 void confirm(XLogRecPtr lsn) {
     pg::call([&] {
+        // The worker commits asynchronously: what the slot is told is applied
+        // must first be durable, or a crash could lose ghost rows whose
+        // changes the slot would never deliver again.
+        XLogFlush(XactLastCommitEnd);
         LogicalConfirmReceivedLocation(lsn);
         ReplicationSlotMarkDirty();
         ReplicationSlotSave();

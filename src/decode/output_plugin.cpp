@@ -41,7 +41,9 @@ void plugin_startup(LogicalDecodingContext*, OutputPluginOptions* options, bool)
     options->receive_rewrites = false;
 }
 
-void plugin_begin(LogicalDecodingContext*, ReorderBufferTXN*) {}
+void plugin_begin(LogicalDecodingContext*, ReorderBufferTXN*) {
+    active_capture->replayed++;
+}
 
 // A copy of a decoded row whose values are all inline. Values whose TOAST
 // chunks this transaction wrote arrive as indirect pointers into the reorder

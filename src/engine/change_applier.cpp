@@ -158,6 +158,8 @@ ApplyResult apply_changes(const decode::Capture& capture, XLogRecPtr from, Ghost
             const Outcome outcome = pg::call([&] {
                 Outcome o = apply_one(txn, change, rows, key, chunks, &reread_key);
                 rows.next_row();
+                if (o != Outcome::Skipped)
+                    rows.next_command();
                 return o;
             });
             if (outcome == Outcome::Skipped)

@@ -86,7 +86,7 @@ CopiedChunk copy_chunk(GhostRows& rows, Oid key_index, const CopyKey& key, const
         TupleTableSlot* slot = table_slot_create(rows.table(), nullptr);
         Datum last[INDEX_MAX_KEYS];
         while (frame.count < chunk_size && index_getnext_slot(scan, ForwardScanDirection, slot)) {
-            rows.insert(rows.transform(slot, nullptr, nullptr));
+            rows.insert_copied(rows.transform(slot, nullptr, nullptr));
             frame.count++;
             if (frame.count == chunk_size) {
                 rows.key_of(slot, last);
@@ -94,6 +94,7 @@ CopiedChunk copy_chunk(GhostRows& rows, Oid key_index, const CopyKey& key, const
             }
             rows.next_row();
         }
+        rows.flush();
         ExecDropSingleTupleTableSlot(slot);
         index_endscan(scan);
         index_close(index, NoLock);

@@ -100,7 +100,7 @@ std::vector<ForeignKey> foreign_keys_on_changed_columns(const RewriteSession& s,
 
 void catch_up(RewriteSession& s) {
     for (int i = 0; i < kCatchUpRounds; i++) {
-        RoundResult round = pg::in_worker_transaction([&] { return apply_round(s, false); });
+        RoundResult round = pg::in_worker_transaction([&] { return apply_round(s); });
         finish_round(s, round);
         if (round.changes < kFewChanges)
             return;
@@ -118,8 +118,14 @@ Oid prepare_retained_table(RewriteSession& s) {
             Oid existing = get_relname_relid(name.c_str(), get_namespace_oid("heliosmig", false));
             if (OidIsValid(existing))
                 return existing;
+            // R gets the table's indexes (empty): the swap then gives T's
+            // index storage to R instead of leaving it to be unlinked by the
+            // cutover's commit, under the lock (about 100 ms for a few tens
+            // of MB of indexes), and the retained data stays indexed.
             LockRelationOid(table, AccessShareLock);
-            return create_layout_clone(table, name.c_str(), true);
+            Oid created = create_layout_clone(table, name.c_str(), true);
+            clone_indexes_and_checks(table, created);
+            return created;
         });
         catalog::set_retained_table(s.task.id, qualified);
         return retained;
@@ -172,7 +178,7 @@ bool run_cutover(RewriteSession& s) {
         // Every change committed before the lock is in WAL: apply the tail
         // before the first catalog change of this transaction (decoding reads
         // catalogs with historic snapshots and must not see ours half-done).
-        RoundResult tail = apply_round(s, true);
+        RoundResult tail = apply_round(s);
         {
             pg::Spi spi;
             for (const ForeignKey& key : foreign_keys)

@@ -8,6 +8,7 @@ extern "C" {
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
+#include "executor/nodeModifyTable.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
@@ -57,9 +58,9 @@ void GhostRows::open(Oid table, Oid ghost, const CopyKey& key, AlterTableStmt* a
     key_ = &key;
     table_ = table_open(table, AccessShareLock);
     ghost_ = table_open(ghost, RowExclusiveLock);
+    // The ghost has no index while it is copied into, until captured
+    // changes need to find its rows (see rewrite_runner.cpp).
     ghost_key_index_ = RelationGetPrimaryKeyIndex(ghost_);
-    if (!OidIsValid(ghost_key_index_))
-        elog(ERROR, "ghost table \"%s\" has no primary key", RelationGetRelationName(ghost_));
 
     estate_ = CreateExecutorState();
     RangeTblEntry* rte = makeNode(RangeTblEntry);
@@ -184,6 +185,11 @@ void GhostRows::check_unchanged_values() const {
 }
 
 void GhostRows::close() {
+    flush();
+    if (bulk_ != nullptr) {
+        FreeBulkInsertState(bulk_);
+        bulk_ = nullptr;
+    }
     ExecCloseIndices(result_);
     EvalPlanQualEnd(&epq_);
     ExecResetTupleTable(estate_->es_tupleTable, false);
@@ -274,6 +280,8 @@ TupleTableSlot* GhostRows::key_search_row(TupleTableSlot* row) {
 // ghost was prepared); the row found is locked, as logical replication's
 // apply does.
 TupleTableSlot* GhostRows::find(TupleTableSlot* row) {
+    if (!OidIsValid(ghost_key_index_))
+        elog(ERROR, "ghost table \"%s\" has no primary key yet", RelationGetRelationName(ghost_));
     TupleTableSlot* search = key_search_row(row);
     if (!RelationFindReplTupleByIndex(ghost_, ghost_key_index_, LockTupleExclusive, search,
                                       found_slot_))
@@ -283,6 +291,39 @@ TupleTableSlot* GhostRows::find(TupleTableSlot* row) {
 
 void GhostRows::insert(TupleTableSlot* ghost_row) {
     ExecSimpleRelationInsert(result_, estate_, ghost_row);
+}
+
+void GhostRows::insert_copied(TupleTableSlot* ghost_row) {
+    if (batch_ == nullptr) {
+        batch_ = static_cast<TupleTableSlot**>(palloc(kBatchRows * sizeof(TupleTableSlot*)));
+        for (int i = 0; i < kBatchRows; i++)
+            batch_[i] = table_slot_create(ghost_, &estate_->es_tupleTable);
+        bulk_ = GetBulkInsertState();
+    }
+    TupleTableSlot* slot = batch_[batched_++];
+    ExecCopySlot(slot, ghost_row);
+    Relation rel = result_->ri_RelationDesc;
+    if (rel->rd_att->constr != nullptr && rel->rd_att->constr->has_generated_stored)
+        ExecComputeStoredGenerated(result_, estate_, slot, CMD_INSERT);
+    if (rel->rd_att->constr != nullptr)
+        ExecConstraints(result_, slot, estate_);
+    if (batched_ == kBatchRows)
+        flush();
+}
+
+void GhostRows::flush() {
+    if (batched_ == 0)
+        return;
+    table_multi_insert(ghost_, batch_, batched_, estate_->es_output_cid, 0, bulk_);
+    for (int i = 0; i < batched_; i++) {
+        if (result_->ri_NumIndices > 0) {
+            List* recheck =
+                ExecInsertIndexTuples(result_, batch_[i], estate_, false, false, nullptr, NIL);
+            list_free(recheck);
+        }
+        ExecClearTuple(batch_[i]);
+    }
+    batched_ = 0;
 }
 
 void GhostRows::update(TupleTableSlot* existing, TupleTableSlot* ghost_row) {
@@ -295,6 +336,11 @@ void GhostRows::remove(TupleTableSlot* existing) {
 
 void GhostRows::next_row() {
     ResetPerTupleExprContext(estate_);
+}
+
+void GhostRows::next_command() {
+    CommandCounterIncrement();
+    estate_->es_output_cid = GetCurrentCommandId(true);
 }
 
 } // namespace heliosmig::engine

@@ -47,14 +47,13 @@ Datum class_reloptions(Oid relid) {
 
 // Copies atthasmissing + attmissingval of every attribute of `table` that has one onto the
 // same attnum of `clone`, byte for byte (memo A4; the same catalog update as SetAttrMissing,
-// without going through text). Safe: the caller's ShareUpdateExclusiveLock on `table` keeps
-// ADD COLUMN / ALTER TYPE / DROP COLUMN (which change missing values) out until commit, and
+// without going through text). Safe: missing values change only under AccessExclusiveLock (ADD
+// COLUMN, ALTER TYPE, DROP COLUMN), which our lock on `table` keeps out until commit, and
 // `clone` was created in this transaction, so no other session can see it.
 void copy_missing_values(Oid table, Oid clone, int natts) {
     Relation attribute_rel = table_open(AttributeRelationId, RowExclusiveLock);
     for (AttrNumber attnum = 1; attnum <= natts; attnum++) {
-        HeapTuple source =
-            SearchSysCache2(ATTNUM, ObjectIdGetDatum(table), Int16GetDatum(attnum));
+        HeapTuple source = SearchSysCache2(ATTNUM, ObjectIdGetDatum(table), Int16GetDatum(attnum));
         if (!HeapTupleIsValid(source))
             elog(ERROR, "cache lookup failed for attribute %d of relation %u", attnum, table);
         if (!((Form_pg_attribute)GETSTRUCT(source))->atthasmissing) {
@@ -62,8 +61,7 @@ void copy_missing_values(Oid table, Oid clone, int natts) {
             continue;
         }
         bool isnull;
-        Datum missing =
-            SysCacheGetAttr(ATTNUM, source, Anum_pg_attribute_attmissingval, &isnull);
+        Datum missing = SysCacheGetAttr(ATTNUM, source, Anum_pg_attribute_attmissingval, &isnull);
 
         HeapTuple target =
             SearchSysCacheCopy2(ATTNUM, ObjectIdGetDatum(clone), Int16GetDatum(attnum));
@@ -107,8 +105,8 @@ List* cloned_check_constraints(Relation source, const AttrMap* map) {
     for (int i = 0; i < constr->num_check; i++) {
         const ConstrCheck* check = &constr->check[i];
         bool found_whole_row = false;
-        Node* expr = map_variable_attnos(static_cast<Node*>(stringToNode(check->ccbin)), 1, 0,
-                                         map, InvalidOid, &found_whole_row);
+        Node* expr = map_variable_attnos(static_cast<Node*>(stringToNode(check->ccbin)), 1, 0, map,
+                                         InvalidOid, &found_whole_row);
         if (found_whole_row)
             ereport(ERROR,
                     (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -124,8 +122,11 @@ List* cloned_check_constraints(Relation source, const AttrMap* map) {
         constraint->is_no_inherit = check->ccnoinherit;
         constraint->raw_expr = nullptr;
         constraint->cooked_expr = nodeToString(expr);
-        constraint->skip_validation = true; // the target is empty
-        constraint->initially_valid = true;
+        // The target is empty, so nothing is scanned; a NOT VALID constraint stays NOT VALID
+        // (it is enforced on new rows all the same), so that a retained table holding T's old
+        // rows does not claim they were checked.
+        constraint->skip_validation = true;
+        constraint->initially_valid = check->ccvalid;
         result = lappend(result, constraint);
     }
     return result;
@@ -133,15 +134,15 @@ List* cloned_check_constraints(Relation source, const AttrMap* map) {
 
 } // namespace
 
-// Safe: see the header. T's descriptor is read under the caller's ShareUpdateExclusiveLock, which
-// conflicts with every ALTER TABLE that changes it; the new relation (and its TOAST table) exist
-// only in this transaction until commit.
+// Safe: see the header. Everything copied from T's descriptor and pg_attribute rows changes only
+// under AccessExclusiveLock, which our AccessShareLock keeps out; the new relation (and its TOAST
+// table) exist only in this transaction until commit.
 Oid create_layout_clone(Oid table, const char* relname, bool copy_missing) {
     if (strlen(relname) >= NAMEDATALEN)
         ereport(ERROR, (errcode(ERRCODE_NAME_TOO_LONG),
                         errmsg("relation name \"%s\" is too long", relname)));
 
-    Relation rel = table_open(table, ShareUpdateExclusiveLock);
+    Relation rel = table_open(table, AccessShareLock);
     if (rel->rd_rel->relkind != RELKIND_RELATION || IsSystemRelation(rel))
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                         errmsg("\"%s\" is not a plain user table", RelationGetRelationName(rel))));
@@ -193,32 +194,32 @@ Oid create_layout_clone(Oid table, const char* relname, bool copy_missing) {
     return clone;
 }
 
-// Safe: see the header. source's index list, index definitions and constraints cannot change
-// under the caller's ShareUpdateExclusiveLock (CREATE INDEX takes ShareLock, DROP INDEX and
-// ADD/DROP CONSTRAINT stronger ones); target is empty and exclusively ours.
+// Safe: see the header. Nothing read from source can change or disappear under our lock on it
+// (DROP INDEX, ADD/DROP CONSTRAINT and column changes need AccessExclusiveLock); only a new index
+// could appear unless the caller holds ShareUpdateExclusiveLock, and the swap then refuses.
+// target is empty and exclusively ours.
 void clone_indexes_and_checks(Oid source, Oid target) {
-    Relation source_rel = table_open(source, ShareUpdateExclusiveLock);
+    Relation source_rel = table_open(source, AccessShareLock);
     Relation target_rel = table_open(target, AccessExclusiveLock);
     int natts = RelationGetDescr(source_rel)->natts;
     if (RelationGetDescr(target_rel)->natts != natts)
         elog(ERROR, "\"%s\" is not a layout clone of \"%s\"", RelationGetRelationName(target_rel),
              RelationGetRelationName(source_rel));
     if (RelationGetNumberOfBlocks(target_rel) != 0)
-        ereport(ERROR,
-                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                 errmsg("table \"%s\" is not empty", RelationGetRelationName(target_rel))));
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("table \"%s\" is not empty", RelationGetRelationName(target_rel))));
 
     List* index_oids = RelationGetIndexList(source_rel);
     ListCell* cell;
     foreach (cell, index_oids) {
         Relation index = index_open(lfirst_oid(cell), AccessShareLock);
         if (index->rd_index->indisexclusion)
-            ereport(ERROR,
-                    (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                     errmsg("tables with exclusion constraints are not supported yet"),
-                     errdetail("Index \"%s\" of table \"%s\" belongs to an exclusion constraint.",
-                               RelationGetRelationName(index),
-                               RelationGetRelationName(source_rel))));
+            ereport(
+                ERROR,
+                (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                 errmsg("tables with exclusion constraints are not supported yet"),
+                 errdetail("Index \"%s\" of table \"%s\" belongs to an exclusion constraint.",
+                           RelationGetRelationName(index), RelationGetRelationName(source_rel))));
         index_close(index, NoLock);
     }
 
@@ -229,9 +230,8 @@ void clone_indexes_and_checks(Oid source, Oid target) {
                                   true /* is_local */, true /* is_internal */, nullptr);
     CommandCounterIncrement();
 
-    RangeVar* target_rv =
-        makeRangeVar(get_namespace_name(RelationGetNamespace(target_rel)),
-                     pstrdup(RelationGetRelationName(target_rel)), -1);
+    RangeVar* target_rv = makeRangeVar(get_namespace_name(RelationGetNamespace(target_rel)),
+                                       pstrdup(RelationGetRelationName(target_rel)), -1);
     // DefineIndex opens the table itself; ours stays open, so it must not insist on being the
     // only user (check_not_in_use = false).
     foreach (cell, index_oids) {
@@ -247,8 +247,8 @@ void clone_indexes_and_checks(Oid source, Oid target) {
         // default_tablespace says (as ALTER TABLE does when it recreates indexes).
         stmt->reset_default_tblspc = true;
         DefineIndex(target, stmt, InvalidOid, InvalidOid, InvalidOid, false /* is_alter_table */,
-                    false /* check_rights */, false /* check_not_in_use */,
-                    false /* skip_build */, true /* quiet */);
+                    false /* check_rights */, false /* check_not_in_use */, false /* skip_build */,
+                    true /* quiet */);
         CommandCounterIncrement();
     }
 

@@ -20,12 +20,14 @@ extern "C" {
 #include "access/tableam.h"
 #include "executor/tuptable.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "nodes/makefuncs.h"
 #include "parser/parser.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
@@ -36,6 +38,7 @@ extern "C" {
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <climits>
 
 namespace heliosmig::engine {
 
@@ -47,6 +50,10 @@ std::unique_ptr<RewriteSession> current;
 
 constexpr long kReadyPollMs = 200;
 constexpr long kCaughtUpChanges = 1000; // a round this small means the ghost has caught up
+constexpr double kConfirmEveryMs = 1000;
+constexpr double kStepMs = 250;                 // work between two looks at the migration's state
+constexpr long kDeferredChanges = 50000;        // captured changes held before the key is built
+constexpr long kApplyBatchChanges = 100000;     // captured changes applied per transaction
 constexpr BlockNumber kCountableBlocks = 12800; // 100 MB: counted when never analyzed
 
 std::string lsn_text(XLogRecPtr lsn) {
@@ -108,6 +115,15 @@ int64 count_rows(Oid relid, Snapshot snapshot) {
     return rows;
 }
 
+bool ghost_has_key(Oid ghost) {
+    return pg::call([&] {
+        Relation rel = table_open(ghost, AccessShareLock);
+        const bool keyed = OidIsValid(RelationGetPrimaryKeyIndex(rel));
+        table_close(rel, AccessShareLock);
+        return keyed;
+    });
+}
+
 RewriteSession& open_session(const catalog::Task& task) {
     if (current && current->task.id == task.id)
         return *current;
@@ -130,6 +146,8 @@ RewriteSession& open_session(const catalog::Task& task) {
             relation_close(index, AccessShareLock);
         });
         s->ghost = heliosmig_relation(s->ghost_name);
+        s->index_recipe = settings.ghost_indexes;
+        s->keyed = OidIsValid(s->ghost) && ghost_has_key(s->ghost);
         s->chunks = std::make_unique<ChunkMap>(s->key);
         if (!settings.applied_lsn.empty())
             s->applied_upto = parse_lsn(settings.applied_lsn);
@@ -147,6 +165,14 @@ RewriteSession& open_session(const catalog::Task& task) {
             s->next_chunk = stored.number + 1;
         }
     });
+    // Chunk and apply transactions commit asynchronously: each is atomic
+    // with its catalog rows, so a crash loses a suffix of them consistently,
+    // and nothing outside the database depends on them until confirm()
+    // and the cutover, which flush first.
+    pg::call([] { SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION); });
+    // Every statement the worker runs is heliosmig's own (on the ghost, or
+    // the cutover's, whose locks it already holds): none is intercepted.
+    pg::call([] { SetConfigOption("heliosmig.intercept", "off", PGC_USERSET, PGC_S_SESSION); });
     current = std::move(s);
     return *current;
 }
@@ -158,6 +184,88 @@ void open_stream(RewriteSession& s) {
         return;
     decode::use_own_origin(s.slot, s.task.table_oid);
     pg::in_worker_transaction([&] { decode::open_slot(s.slot); });
+}
+
+// The ghost's indexes are exactly what the statement makes of the table's
+// (PostgreSQL rebuilt them on the empty ghost). Copying into an unindexed
+// heap and building each index once afterwards is much faster than keeping
+// them up to date row by row, so their definitions are recorded and the
+// indexes dropped; build_ghost_key and build_ghost_indexes recreate them
+// from the same definitions.
+void set_aside_ghost_indexes(RewriteSession& s) {
+    const std::string ghost = "heliosmig." + s.ghost_name;
+    pg::Spi spi;
+    pg::Rows indexes = spi.query(
+        "SELECT pg_catalog.pg_get_indexdef(i.indexrelid), i.indisprimary::text,"
+        "       pg_catalog.quote_ident(ic.relname), coalesce(pg_catalog.quote_ident(c.conname), '')"
+        "  FROM pg_catalog.pg_index i"
+        "  JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid"
+        "  LEFT JOIN pg_catalog.pg_constraint c"
+        "    ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid"
+        " WHERE i.indrelid = $1::oid ORDER BY i.indisprimary DESC, i.indexrelid",
+        {std::to_string(s.ghost)});
+    std::vector<std::string> recipe;
+    for (const pg::Row& index : indexes.rows) {
+        const bool primary = *index[1] == "true";
+        recipe.push_back(*index[0]);
+        if (primary)
+            recipe.push_back(
+                fmt::format("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}", ghost,
+                            *index[3], *index[2]));
+    }
+    for (const pg::Row& index : indexes.rows) {
+        if (!index[3]->empty())
+            spi.query(fmt::format("ALTER TABLE {} DROP CONSTRAINT {}", ghost, *index[3]));
+        else
+            spi.query(fmt::format("DROP INDEX heliosmig.{}", *index[2]));
+    }
+    catalog::set_ghost_indexes(s.task.id, recipe);
+    s.index_recipe = recipe;
+    s.keyed = false;
+}
+
+// "CREATE [UNIQUE] INDEX name ..." -> "... INDEX IF NOT EXISTS name ...": a
+// worker restarted halfway through the builds repeats them harmlessly.
+std::string if_not_exists(const std::string& definition) {
+    std::string out = definition;
+    const size_t at = out.find(" INDEX ");
+    if (at != std::string::npos)
+        out.insert(at + 7, "IF NOT EXISTS ");
+    return out;
+}
+
+// The primary key first: applying captured changes needs it to find rows.
+// The ghost is this worker's alone, so its SHARE lock blocks no one.
+void build_ghost_key(RewriteSession& s) {
+    if (s.keyed)
+        return;
+    const double started = now_ms();
+    pg::in_worker_transaction([&] {
+        if (!ghost_has_key(s.ghost)) {
+            pg::Spi spi;
+            spi.query(if_not_exists(s.index_recipe.at(0)));
+            spi.query(s.index_recipe.at(1));
+        }
+        catalog::log_event(
+            s.task.id, catalog::LogLevel::Info, "index_built",
+            fmt::format("the ghost's primary key is built ({:.0f} ms)", now_ms() - started));
+    });
+    s.keyed = true;
+}
+
+void build_ghost_indexes(RewriteSession& s) {
+    build_ghost_key(s);
+    for (size_t i = 2; i < s.index_recipe.size(); i++) {
+        const double started = now_ms();
+        pg::in_worker_transaction([&] {
+            pg::Spi spi;
+            spi.query(if_not_exists(s.index_recipe[i]));
+            catalog::log_event(s.task.id, catalog::LogLevel::Info, "index_built",
+                               fmt::format("ghost index built ({:.0f} ms): {}", now_ms() - started,
+                                           s.index_recipe[i]));
+        });
+    }
+    s.indexes_built = true;
 }
 
 // The ghost: the table's exact physical layout, its indexes and CHECK
@@ -210,6 +318,7 @@ void create_ghost(RewriteSession& s) {
         rows.open(table, ghost, s.key, alter, s.task.statement.c_str());
         rows.close();
     });
+    set_aside_ghost_indexes(s);
 }
 
 void prepare(const catalog::Task& task, State state) {
@@ -262,6 +371,16 @@ void prepare(const catalog::Task& task, State state) {
     });
 }
 
+// The transactions captured since the last call: every later chunk's
+// snapshot must see them (see snapshot_seeing).
+void note_captured(RewriteSession& s) {
+    const decode::Capture& capture = decode::capture();
+    for (int i = s.captured_noted; i < list_length(capture.transactions); i++)
+        s.must_see.push_back(
+            static_cast<decode::CapturedTransaction*>(list_nth(capture.transactions, i))->xid);
+    s.captured_noted = list_length(capture.transactions);
+}
+
 void copy_one_chunk(RewriteSession& s) {
     CopiedChunk chunk;
     pg::in_worker_transaction([&] {
@@ -284,7 +403,6 @@ void copy_one_chunk(RewriteSession& s) {
         stored.xmax = chunk.snapshot.xmax;
         stored.running.assign(chunk.snapshot.running.begin(), chunk.snapshot.running.end());
         catalog::record_chunk(s.task.id, stored);
-        catalog::add_rows_copied(s.task.id, chunk.rows);
     });
     s.next_chunk++;
     // Transactions this snapshot sees, every later one sees too.
@@ -292,27 +410,59 @@ void copy_one_chunk(RewriteSession& s) {
     s.chunks->add_range(chunk.last_key, std::move(chunk.snapshot));
 }
 
-RoundResult round_in_transaction(RewriteSession& s, bool flush) {
-    RoundResult round = pg::in_worker_transaction([&] { return apply_round(s, flush); });
+RoundResult round_in_transaction(RewriteSession& s) {
+    RoundResult round = pg::in_worker_transaction([&] { return apply_round(s); });
     finish_round(s, round);
     return round;
 }
 
-void copying(RewriteSession& s) {
+// Decodes what was committed since the last round without applying it
+// (the ghost has no key yet): the captured transactions stay in memory, and
+// every later chunk's snapshot must see them.
+void capture_round(RewriteSession& s) {
+    pg::in_worker_transaction([&] { decode::read_changes(decode::wal_end(true), LONG_MAX); });
+    note_captured(s);
+}
+
+// While the ghost has no key, captured changes wait in memory; once they
+// are many, the key is built and from then on they are applied between
+// chunks. Either way a change is judged by the chunk snapshots, so the
+// result is the same; only the time and memory differ.
+void copy_and_capture(RewriteSession& s) {
     const double started = now_ms();
     copy_one_chunk(s);
-    round_in_transaction(s, false);
-    if (s.chunks->complete())
-        pg::in_worker_transaction([&] {
-            catalog::transition_from(s.task.id, State::Copying, State::Synchronizing,
-                                     "every row is copied; applying the remaining changes");
-        });
+    if (s.keyed) {
+        round_in_transaction(s);
+    } else {
+        capture_round(s);
+        if (decode::capture().change_count >= kDeferredChanges) {
+            build_ghost_key(s);
+            round_in_transaction(s);
+        }
+    }
     throttle(s, now_ms() - started);
 }
 
-void synchronizing(RewriteSession& s) {
+// Several chunks per step (the worker's loop looks for pause and rollback
+// requests between steps), for about kStepMs.
+void copying(RewriteSession& s) {
     const double started = now_ms();
-    RoundResult round = round_in_transaction(s, false);
+    do
+        copy_and_capture(s);
+    while (!s.chunks->complete() && now_ms() - started < kStepMs);
+    if (s.chunks->complete())
+        pg::in_worker_transaction([&] {
+            catalog::transition_from(s.task.id, State::Copying, State::Synchronizing,
+                                     "every row is copied; building the ghost's indexes and "
+                                     "applying the remaining changes");
+        });
+}
+
+void synchronizing(RewriteSession& s) {
+    if (!s.indexes_built)
+        build_ghost_indexes(s);
+    const double started = now_ms();
+    RoundResult round = round_in_transaction(s);
     if (round.changes < kCaughtUpChanges)
         pg::in_worker_transaction([&] {
             catalog::transition_from(s.task.id, State::Synchronizing, State::Validating,
@@ -334,7 +484,7 @@ void validating(RewriteSession& s) {
     RoundResult round = pg::in_worker_transaction([&] {
         wait = run_with_lock_retries(fmt::format("validation of {}", s.task.table_name),
                                      [&] { pg::call([&] { LockRelationOid(table, ShareLock); }); });
-        RoundResult r = apply_round(s, true);
+        RoundResult r = apply_round(s);
         pg::call([&] {
             CommandCounterIncrement();
             Snapshot snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -366,7 +516,7 @@ void validating(RewriteSession& s) {
 }
 
 void ready(RewriteSession& s) {
-    round_in_transaction(s, false);
+    round_in_transaction(s);
     const bool go = pg::in_worker_transaction([&] {
         catalog::RewriteSettings settings = catalog::load_rewrite_settings(s.task.id);
         if (!settings.auto_cutover && !settings.cutover_requested)
@@ -382,6 +532,9 @@ void ready(RewriteSession& s) {
 // After the cutover committed: the slot and origin go at once (they pin WAL
 // and catalog rows), then statistics for the new column types.
 void finish(RewriteSession& s) {
+    // The cutover committed asynchronously: make it durable before the slot,
+    // which a restarted cutover would need, goes.
+    pg::call([] { XLogFlush(XactLastCommitEnd); });
     decode::release_stream();
     pg::in_worker_transaction([&] {
         decode::drop_slot_and_origin(s.slot);
@@ -406,10 +559,13 @@ AlterTableStmt* parse_alter(const std::string& sql) {
     });
 }
 
-RoundResult apply_round(RewriteSession& s, bool flush) {
+RoundResult apply_round(RewriteSession& s) {
     RoundResult round;
-    const XLogRecPtr upto = decode::wal_end(flush);
-    round.reached = decode::read_changes(upto);
+    // Flushed first: decoding reads only flushed WAL, and a record that
+    // crossed the flushed end would make it wait for the WAL writer.
+    const XLogRecPtr upto = decode::wal_end(true);
+    round.reached = decode::read_changes(upto, kApplyBatchChanges);
+    note_captured(s);
     decode::Capture& capture = decode::capture();
     round.changes = capture.change_count;
     if (capture.transactions != NIL) {
@@ -420,6 +576,7 @@ RoundResult apply_round(RewriteSession& s, bool flush) {
         auto reread = [&](Datum* key, TransactionId xid) {
             Snapshot snapshot = snapshot_seeing({xid});
             copy_key(rows, s.key_index, s.key, key, snapshot);
+            pg::call([&] { rows.next_command(); });
             SnapshotRecord record = SnapshotRecord::of(snapshot);
             pg::call([&] { UnregisterSnapshot(snapshot); });
             catalog::StoredChunk stored;
@@ -435,7 +592,6 @@ RoundResult apply_round(RewriteSession& s, bool flush) {
         ApplyResult result = apply_changes(capture, s.applied_upto, rows, s.key, *s.chunks, reread);
         pg::call([&] { rows.close(); });
         round.applied = result.applied;
-        s.must_see.insert(s.must_see.end(), result.transactions.begin(), result.transactions.end());
     }
     if (round.reached != s.applied_upto)
         catalog::set_applied_lsn(s.task.id, lsn_text(round.reached));
@@ -444,9 +600,17 @@ RoundResult apply_round(RewriteSession& s, bool flush) {
 
 void finish_round(RewriteSession& s, const RoundResult& round) {
     decode::clear_capture();
-    if (round.reached > s.applied_upto) {
+    s.captured_noted = 0;
+    if (round.reached > s.applied_upto)
         s.applied_upto = round.reached;
-        decode::confirm(round.reached);
+    // Confirming saves the slot (an fsync): once a second is enough to let
+    // WAL be recycled. Until then a restart re-reads a little more, and
+    // skips what applied_lsn says is applied.
+    const double now = now_ms();
+    if (s.applied_upto > s.confirmed_upto && now - s.confirmed_at_ms >= kConfirmEveryMs) {
+        decode::confirm(s.applied_upto);
+        s.confirmed_upto = s.applied_upto;
+        s.confirmed_at_ms = now;
     }
 }
 

@@ -12,7 +12,6 @@ extern "C" {
 #include "access/xlog.h"
 #include "catalog/catalog.h"
 #include "catalog/dependency.h"
-#include "catalog/index.h"
 #include "catalog/indexing.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_attribute.h"
@@ -47,8 +46,10 @@ constexpr const char* kSwapVerb = "swap the storage of";
 }
 
 bool same_bytes(Datum a, Datum b) {
-    struct varlena* x = pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(a)));
-    struct varlena* y = pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(b)));
+    struct varlena* x =
+        pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(a)));
+    struct varlena* y =
+        pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(b)));
     return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
            memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
 }
@@ -115,9 +116,8 @@ bool same_index_definition(Relation x, Relation y) {
     Form_pg_index fx = x->rd_index;
     Form_pg_index fy = y->rd_index;
     if (x->rd_rel->relam != y->rd_rel->relam ||
-        x->rd_rel->relpersistence != y->rd_rel->relpersistence ||
-        fx->indnatts != fy->indnatts || fx->indnkeyatts != fy->indnkeyatts ||
-        fx->indisunique != fy->indisunique ||
+        x->rd_rel->relpersistence != y->rd_rel->relpersistence || fx->indnatts != fy->indnatts ||
+        fx->indnkeyatts != fy->indnkeyatts || fx->indisunique != fy->indisunique ||
         fx->indnullsnotdistinct != fy->indnullsnotdistinct ||
         fx->indisexclusion != fy->indisexclusion)
         return false;
@@ -187,18 +187,17 @@ void match_indexes(Relation table, Relation other, Relation* mine, Relation* oth
         if (pairs[i] == nullptr)
             ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                             errmsg("index \"%s\" of table \"%s\" has no matching index on \"%s\"",
-                                   RelationGetRelationName(mine[i]),
-                                   RelationGetRelationName(table),
+                                   RelationGetRelationName(mine[i]), RelationGetRelationName(table),
                                    RelationGetRelationName(other))));
         require_usable_index(pairs[i], other);
     }
     for (int j = 0; j < other_count; j++)
         if (!taken[j])
-            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                            errmsg("index \"%s\" of table \"%s\" has no matching index on \"%s\"",
-                                   RelationGetRelationName(others[j]),
-                                   RelationGetRelationName(other),
-                                   RelationGetRelationName(table))));
+            ereport(ERROR,
+                    (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                     errmsg("index \"%s\" of table \"%s\" has no matching index on \"%s\"",
+                            RelationGetRelationName(others[j]), RelationGetRelationName(other),
+                            RelationGetRelationName(table))));
 }
 
 // Whether rel's current storage was created in this transaction (as far as the relcache
@@ -348,12 +347,12 @@ void require_same_layout(Oid a, Oid b, bool compare_missing) {
     TupleDesc da = RelationGetDescr(ra);
     TupleDesc db = RelationGetDescr(rb);
     if (da->natts != db->natts)
-        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                        errmsg("tables \"%s\" and \"%s\" do not have the same physical layout",
-                               RelationGetRelationName(ra), RelationGetRelationName(rb)),
-                        errdetail("\"%s\" has %d attributes, \"%s\" has %d.",
-                                  RelationGetRelationName(ra), da->natts,
-                                  RelationGetRelationName(rb), db->natts)));
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("tables \"%s\" and \"%s\" do not have the same physical layout",
+                        RelationGetRelationName(ra), RelationGetRelationName(rb)),
+                 errdetail("\"%s\" has %d attributes, \"%s\" has %d.", RelationGetRelationName(ra),
+                           da->natts, RelationGetRelationName(rb), db->natts)));
     for (int i = 0; i < da->natts; i++) {
         Form_pg_attribute x = TupleDescAttr(da, i);
         Form_pg_attribute y = TupleDescAttr(db, i);
@@ -369,17 +368,18 @@ void require_same_layout(Oid a, Oid b, bool compare_missing) {
                 layout_mismatch(ra, rb, attnum, "collation");
         }
         if (compare_missing && !same_missing_value(a, b, static_cast<AttrNumber>(attnum)))
-            layout_mismatch(ra, rb, attnum, "missing value (the value of rows stored before it "
-                                            "was added)");
+            layout_mismatch(ra, rb, attnum,
+                            "missing value (the value of rows stored before it "
+                            "was added)");
     }
     table_close(ra, NoLock);
     table_close(rb, NoLock);
 }
 
-// Safe: see the header. Under AccessExclusiveLock on both heaps, their indexes and TOAST
-// relations no other session reads or writes them, and every change is a transactional catalog
-// update (the storage files are not touched: files of the losing side are unlinked only at
-// commit, by whoever drops or rewrites it).
+// Safe: see the header. Under AccessExclusiveLock on both heaps, their indexes and their TOAST
+// relations, no other session reads or writes any of them, and every change is a transactional
+// catalog update (no storage file is touched: storage that leaves for good is unlinked at
+// commit, by whoever drops or rewrites its new owner).
 void cutover_swap_storage(Oid table, Oid other, SwapKind kind) {
     if (!XLogIsNeeded())
         ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -407,13 +407,10 @@ void cutover_swap_storage(Oid table, Oid other, SwapKind kind) {
     int other_count = 0;
     Relation* mine = open_indexes(rt, &count);
     Relation* others = open_indexes(ro, &other_count);
+    // A retained table without indexes leaves table's indexes alone; otherwise every index
+    // must have its partner, matched before anything changes.
     Relation* pairs = nullptr;
-    if (kind == SwapKind::ToRetained) {
-        if (other_count != 0)
-            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                            errmsg("retained table \"%s\" must have no index",
-                                   RelationGetRelationName(ro))));
-    } else {
+    if (kind == SwapKind::FromGhost || other_count > 0) {
         pairs = static_cast<Relation*>(palloc0(sizeof(Relation) * (count + 1)));
         match_indexes(rt, ro, mine, others, count, other_count, pairs);
     }
@@ -441,8 +438,8 @@ void cutover_swap_storage(Oid table, Oid other, SwapKind kind) {
     CatalogIndexState indstate = CatalogOpenIndexes(class_rel);
     swap_class_rows(class_rel, indstate, table, other, true);
     for (int i = 0; pairs != nullptr && i < count; i++)
-        swap_class_rows(class_rel, indstate, RelationGetRelid(mine[i]),
-                        RelationGetRelid(pairs[i]), false);
+        swap_class_rows(class_rel, indstate, RelationGetRelid(mine[i]), RelationGetRelid(pairs[i]),
+                        false);
     CatalogCloseIndexes(indstate);
     table_close(class_rel, RowExclusiveLock);
 
@@ -479,15 +476,6 @@ void cutover_swap_storage(Oid table, Oid other, SwapKind kind) {
     rename_toast_tables(table, other_toast, other, table_toast);
     if (OidIsValid(other_toast))
         reset_toast_relrewrite(other_toast);
-
-    // T's indexes still describe the data that went to R: rebuild them over T's new, empty heap
-    // (O(1); their old storage is unlinked at commit, like any REINDEX's). Constraints are
-    // checked, so invalid indexes come back valid, trivially.
-    if (kind == SwapKind::ToRetained && count > 0) {
-        ReindexParams params{};
-        reindex_relation(table, REINDEX_REL_CHECK_CONSTRAINTS, &params);
-    }
-    CommandCounterIncrement();
 }
 
 } // namespace heliosmig::engine

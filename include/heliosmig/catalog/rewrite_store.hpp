@@ -22,6 +22,7 @@ struct RewriteSettings {
     std::string applied_lsn;    // empty until the first apply
     std::string retained_table; // empty until cutover
     int64_t rows_copied = 0;
+    std::vector<std::string> ghost_indexes; // see set_ghost_indexes
 };
 
 RewriteSettings load_rewrite_settings(const std::string& id);
@@ -29,8 +30,10 @@ RewriteSettings load_rewrite_settings(const std::string& id);
 void set_slot_name(const std::string& id, const std::string& slot);
 void set_applied_lsn(const std::string& id, const std::string& lsn);
 void set_rows_total(const std::string& id, int64_t rows);
-void add_rows_copied(const std::string& id, int64_t rows);
 void set_retained_table(const std::string& id, const std::string& name);
+// How to build the ghost's indexes after the copy: the primary key's two
+// statements first, then one per other index.
+void set_ghost_indexes(const std::string& id, const std::vector<std::string>& statements);
 
 struct StoredChunk {
     int number = 0;
@@ -42,6 +45,7 @@ struct StoredChunk {
     bool single_key = false;
 };
 
+// Records a chunk and adds its rows to the migration's rows_copied.
 void record_chunk(const std::string& id, const StoredChunk& chunk);
 std::vector<StoredChunk> load_chunks(const std::string& id); // by number
 void forget_chunks(const std::string& id);

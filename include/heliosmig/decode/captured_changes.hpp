@@ -45,6 +45,7 @@ struct Capture {
     List* transactions;        // of CapturedTransaction*, in commit order
     CapturedTransaction* open; // the transaction being replayed, if it touched the table
     long change_count;         // changes in `transactions`
+    long replayed;             // transactions replayed so far (of any table)
 };
 
 // The capture the plugin fills; null outside heliosmig's own migration

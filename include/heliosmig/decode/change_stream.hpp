@@ -40,10 +40,12 @@ void open_slot(const std::string& name);
 XLogRecPtr wal_end(bool flush);
 
 // Decodes WAL up to `upto`, capturing the table's committed changes into
-// capture(). Returns the position reached. In a transaction (the replay of
-// each decoded transaction runs in a subtransaction of it), with no relation
-// of the migration open.
-XLogRecPtr read_changes(XLogRecPtr upto);
+// capture(), stopping early once the capture holds max_changes changes (a
+// whole transaction is captured at once, so it may hold more). Returns the
+// position reached: every transaction that committed before it is captured.
+// In a transaction (the replay of each decoded transaction runs in a
+// subtransaction of it), with no relation of the migration open.
+XLogRecPtr read_changes(XLogRecPtr upto, long max_changes);
 
 // How much WAL lies between the decoder and `upto`, in bytes.
 uint64 decoding_lag(XLogRecPtr upto);
@@ -52,7 +54,8 @@ Capture& capture();
 void clear_capture(); // frees the captured changes once applied
 
 // Tells the slot that everything before lsn is applied and committed: WAL and
-// catalog rows older than it may be recycled. Saved to disk.
+// catalog rows older than it may be recycled. Flushes this process's last
+// commit first (the worker commits asynchronously), then saves the slot.
 void confirm(XLogRecPtr lsn);
 
 // Releases the slot and the origin session, if this process holds them

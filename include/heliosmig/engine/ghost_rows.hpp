@@ -14,6 +14,7 @@
 #include "heliosmig/engine/chunk_map.hpp"
 
 extern "C" {
+#include "access/heapam.h"
 #include "executor/executor.h"
 #include "nodes/parsenodes.h"
 }
@@ -49,11 +50,20 @@ public:
     TupleTableSlot* find(TupleTableSlot* row);
 
     void insert(TupleTableSlot* ghost_row);
+    // The copy's insert: rows are buffered and written a batch at a time
+    // (table_multi_insert with a bulk-insert state, then their index
+    // entries), as COPY FROM does. flush() writes what is buffered.
+    void insert_copied(TupleTableSlot* ghost_row);
+    void flush();
     void update(TupleTableSlot* existing, TupleTableSlot* ghost_row);
     void remove(TupleTableSlot* existing);
 
     // Frees per-row memory; call after each row.
     void next_row();
+    // Makes the writes so far visible to the next find() (a captured change
+    // may update a row an earlier one inserted): call after each applied
+    // change, as logical replication's apply does.
+    void next_command();
 
 private:
     enum class Source { Dropped, Generated, Copy, Expression, Added };
@@ -80,6 +90,10 @@ private:
     TupleTableSlot* ghost_slot_ = nullptr;
     TupleTableSlot* search_slot_ = nullptr;
     TupleTableSlot* found_slot_ = nullptr;
+    static constexpr int kBatchRows = 1000;
+    TupleTableSlot** batch_ = nullptr; // kBatchRows slots of the ghost, made on first use
+    int batched_ = 0;
+    BulkInsertState bulk_ = nullptr;
 };
 
 } // namespace heliosmig::engine

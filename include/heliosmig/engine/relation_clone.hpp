@@ -22,10 +22,11 @@ namespace heliosmig::engine {
 // (memo A4). Dropped slots get attcollation 0 (no pg_depend on a collation; the layout check
 // ignores it there); columns are local (attinhcount 0) even if T inherits them.
 // T must be a plain, non-temporary user table (else ERROR FEATURE_NOT_SUPPORTED).
-// Locks: the caller holds at least ShareUpdateExclusiveLock on `table` (re-taken here, a no-op):
-// it keeps out every ALTER TABLE that could change the descriptor, reloptions or missing values
-// while they are copied, but not DML. The new relation is invisible to other sessions until
-// commit. Returns the new OID. CCI done.
+// Locks: takes AccessShareLock on `table` (never more: a no-op when the caller holds a lock),
+// held until commit: the descriptor and missing values change only under AccessExclusiveLock,
+// so what is copied is consistent (reloptions changed meanwhile under ShareUpdateExclusiveLock
+// may be missed; they do not shape the storage). DML goes on. The new relation is invisible to
+// other sessions until commit. Returns the new OID. CCI done.
 Oid create_layout_clone(Oid table, const char* relname, bool copy_missing);
 
 // Creates on `target` (a layout clone of `source`, same attnums) one index per index of `source`
@@ -37,11 +38,16 @@ Oid create_layout_clone(Oid table, const char* relname, bool copy_missing);
 // predicates/expressions/opclasses/collations/INCLUDE/options kept). Invalid indexes of source
 // are built valid on target. Exclusion-constraint indexes: ERROR FEATURE_NOT_SUPPORTED "tables
 // with exclusion constraints are not supported yet" (checked before anything is created).
-// Also copies source's CHECK constraints onto target, marked validated (target is empty), with
-// the same names and NO INHERIT flags; whole-row references are refused (FEATURE_NOT_SUPPORTED).
-// Locks: the caller holds ShareUpdateExclusiveLock on source (no index, constraint or column can
-// change while it is read) and AccessExclusiveLock on target, which must be empty (no block
-// yet; else ERROR), so the constraints need no validation scan. CCI done.
+// Also copies source's CHECK constraints onto target with the same names, NO INHERIT flags and
+// validity: validated ones are marked validated without a scan (target is empty); NOT VALID
+// ones stay NOT VALID (still enforced on every new row, so copying rows that violate one
+// fails). Whole-row references are refused (FEATURE_NOT_SUPPORTED).
+// Also usable for the retained table R (see SwapKind::ToRetained).
+// Locks: takes AccessShareLock on source (a no-op when the caller holds a lock), under which no
+// index, constraint or column can change or disappear; a CREATE INDEX [CONCURRENTLY] on source
+// can still add one unless the caller holds ShareUpdateExclusiveLock (or refuses that DDL), and
+// FromGhost then errors on the unmatched index. Takes AccessExclusiveLock on target, which must
+// be empty (no block yet; else ERROR), so the constraints need no validation scan. CCI done.
 void clone_indexes_and_checks(Oid source, Oid target);
 
 } // namespace heliosmig::engine

@@ -29,9 +29,15 @@ struct RewriteSession {
     MemoryContext context = nullptr; // key values, for the worker's lifetime
     CopyKey key;
     std::unique_ptr<ChunkMap> chunks;
-    XLogRecPtr applied_upto = InvalidXLogRecPtr; // captured commits before this are applied
-    std::vector<TransactionId> must_see;         // captured, not yet seen by every snapshot
+    XLogRecPtr applied_upto = InvalidXLogRecPtr;   // captured commits before this are applied
+    XLogRecPtr confirmed_upto = InvalidXLogRecPtr; // what the slot was last told
+    double confirmed_at_ms = 0;
+    std::vector<TransactionId> must_see; // captured, not yet seen by every snapshot
+    int captured_noted = 0;              // captured transactions already in must_see
     int next_chunk = 0;
+    std::vector<std::string> index_recipe; // the ghost's indexes, built after the copy
+    bool keyed = false;                    // the ghost has its primary key
+    bool indexes_built = false;            // ... and all its other indexes
 };
 
 // The statement, parsed again in the current transaction's memory.
@@ -43,10 +49,10 @@ struct RoundResult {
     XLogRecPtr reached = InvalidXLogRecPtr;
 };
 
-// Decodes up to the end of WAL (flushed first when flush) and applies what
-// was captured to the ghost, in the caller's transaction. The caller
-// commits, then calls finish_round.
-RoundResult apply_round(RewriteSession& session, bool flush);
+// Flushes WAL, decodes up to its end and applies what was captured to the
+// ghost, in the caller's transaction. The caller commits, then calls
+// finish_round.
+RoundResult apply_round(RewriteSession& session);
 void finish_round(RewriteSession& session, const RoundResult& round);
 
 // The cutover transaction (cutover.cpp): see DESIGN.md "Cutover". Returns
