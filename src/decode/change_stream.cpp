@@ -161,8 +161,12 @@ XLogRecPtr read_changes(XLogRecPtr upto, long max_changes) {
         MemoryContext context = CurrentMemoryContext;
         const long replayed = the_capture.replayed;
         while (decoding->reader->EndRecPtr < upto && the_capture.change_count < max_changes) {
+            // The reader allocates its record and decode buffers on demand,
+            // in the current context: they must outlive this transaction.
             char* message = nullptr;
+            MemoryContextSwitchTo(stream_context);
             XLogRecord* record = XLogReadRecord(decoding->reader, &message);
+            MemoryContextSwitchTo(context);
             if (message != nullptr)
                 elog(ERROR, "could not read WAL for the migration: %s", message);
             if (record != nullptr)
