@@ -42,7 +42,7 @@ RewriteSettings load_rewrite_settings(const std::string& id) {
     pg::Rows rows = reader.query(
         "SELECT chunk_size::text, throttle_io::text, auto_cutover::text, cutover_requested::text,"
         "       slot_name, applied_lsn::text, retained_table, rows_copied::text,"
-        "       pg_catalog.array_length(ghost_indexes, 1)::text"
+        "       pg_catalog.array_length(ghost_indexes, 1)::text, cutover_force::text"
         "  FROM heliosmig.helios_migrations WHERE migration_id = $1::uuid",
         {id});
     RewriteSettings s;
@@ -57,6 +57,7 @@ RewriteSettings load_rewrite_settings(const std::string& id) {
     s.applied_lsn = text_or_empty(r[5]);
     s.retained_table = text_or_empty(r[6]);
     s.rows_copied = std::stoll(*r[7]);
+    s.cutover_force = *r[9] == "true";
     if (r[8]) {
         pg::Rows statements =
             reader.query("SELECT s FROM heliosmig.helios_migrations m,"

@@ -458,11 +458,25 @@ void copying(RewriteSession& s) {
         });
 }
 
+// cutover(id, force => true) skips validation: the cutover still applies
+// every captured change under its lock; only the comparison is not made.
+bool forced_cutover(RewriteSession& s, State from) {
+    return pg::in_worker_transaction([&] {
+        catalog::RewriteSettings settings = catalog::load_rewrite_settings(s.task.id);
+        if (!settings.cutover_requested || !settings.cutover_force)
+            return false;
+        return catalog::transition_from(s.task.id, from, State::Cutover,
+                                        "forced cutover: validation skipped");
+    });
+}
+
 void synchronizing(RewriteSession& s) {
     if (!s.indexes_built)
         build_ghost_indexes(s);
     const double started = now_ms();
     RoundResult round = round_in_transaction(s);
+    if (forced_cutover(s, State::Synchronizing))
+        return;
     if (round.changes < kCaughtUpChanges)
         pg::in_worker_transaction([&] {
             catalog::transition_from(s.task.id, State::Synchronizing, State::Validating,
@@ -476,6 +490,8 @@ void synchronizing(RewriteSession& s) {
 // lock is released before counting: writers wait for the tail, never for the
 // scans.
 void validating(RewriteSession& s) {
+    if (forced_cutover(s, State::Validating))
+        return;
     const Oid table = s.task.table_oid;
     const Oid ghost = s.ghost;
     int64 table_rows = 0;

@@ -18,6 +18,7 @@ struct RewriteSettings {
     int throttle_io = 100;
     bool auto_cutover = true;
     bool cutover_requested = false;
+    bool cutover_force = false; // requested with force => true: skip validation
     std::string slot_name;      // empty until the slot exists
     std::string applied_lsn;    // empty until the first apply
     std::string retained_table; // empty until cutover
