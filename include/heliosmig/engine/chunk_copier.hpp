@@ -24,8 +24,8 @@ struct CopiedChunk {
 // the current transaction's resource owner; the caller unregisters it.
 Snapshot snapshot_seeing(const std::vector<TransactionId>& must_see);
 
-// Copies up to `rows` rows with keys above `after` (null: from the first)
-// into the ghost, reading the table through its key index under `snapshot`.
+// Copies the rows of about chunk_size keys above `after` (null: from the
+// first) into the ghost, under `snapshot` (see chunk_copier.cpp for how).
 // In the caller's transaction; rows must be open.
 CopiedChunk copy_chunk(GhostRows& rows, Oid key_index, const CopyKey& key, const Datum* after,
                        int chunk_size, Snapshot snapshot);
