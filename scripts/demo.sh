@@ -57,9 +57,9 @@ SELECT email FROM users WHERE user_id = :id;
 SQL
 chown postgres: "$DEMO_DIR/writes.sql"
 
-hm_log "the application: 4 pgbench clients writing for 15 s"
+hm_log "the application: 4 pgbench clients writing for 25 s"
 (cd "$DEMO_DIR" && runuser -u postgres -- env PGHOST="$PGHOST" PGPORT="$PGPORT" \
-    "$PG_BIN/pgbench" -n -c 4 -j 2 -T 15 -l --log-prefix=app -f writes.sql demo >"$DEMO_DIR/pgbench.out" 2>&1) &
+    "$PG_BIN/pgbench" -n -c 4 -j 2 -T 25 -l --log-prefix=app -f writes.sql demo >"$DEMO_DIR/pgbench.out" 2>&1) &
 app_pid=$!
 sleep 1
 
@@ -86,6 +86,16 @@ psql -c "SELECT heliosmig.start('ALTER TABLE users MODIFY COLUMN email VARCHAR(6
 hm_log "an index built online by a background worker (CREATE INDEX CONCURRENTLY), while the writes go on"
 psql -c "SET heliosmig.wait = on" -c "CREATE INDEX idx_users_age ON users (age)"
 psql -c "SET heliosmig.wait = on" -c "ALTER TABLE users ADD CONSTRAINT adult CHECK (age >= 18)"
+
+hm_log "an online rewrite: the primary key int -> bigint, while the writes go on"
+echo "(PostgreSQL would rewrite users under ACCESS EXCLUSIVE; heliosmig copies it to a ghost"
+echo " table in chunks, captures the writes by logical decoding, and swaps storage under a"
+echo " lock of milliseconds: users keeps its OID, indexes, constraints and grants)"
+oid_before=$(psql -At -c "SELECT 'users'::regclass::oid")
+psql -c "SET heliosmig.wait = on" -c "ALTER TABLE users ALTER COLUMN user_id TYPE bigint"
+rewrite_id=$(psql -At -c "SELECT migration_id FROM heliosmig.helios_migrations WHERE operation_class = 'rewrite' ORDER BY created_at DESC LIMIT 1")
+psql -At -c "SELECT 'users kept its OID: ' || ('users'::regclass::oid = $oid_before)"
+psql -c "SELECT to_char(logged_at, 'HH24:MI:SS.MS') AS at, coalesce(to_state, event) AS what, message FROM heliosmig.helios_migration_logs WHERE migration_id = '$rewrite_id' ORDER BY log_id"
 wait "$app_pid"
 
 hm_log "what the application saw"
@@ -97,8 +107,6 @@ psql -x -c "SELECT migration_id, table_name, operation, status, progress, elapse
 psql -c "SELECT to_char(logged_at, 'HH24:MI:SS.MS') AS at, coalesce(to_state, event) AS what, message FROM heliosmig.helios_migration_logs WHERE migration_id = '$id' ORDER BY log_id"
 psql -c "SELECT * FROM heliosmig.show_migrations()"
 
-hm_log "what heliosmig would do with a rewrite (not run: online rewrites arrive with the rewrite engine)"
-psql -x -c "SELECT operation_class, runs_online, copies_data, lock_mode, reason FROM heliosmig.explain('ALTER TABLE users MODIFY COLUMN user_id BIGINT')"
 psql -c "\d users"
 
 cat <<EOF_MSG
