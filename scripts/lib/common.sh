@@ -52,7 +52,8 @@ hm_cluster_start() {
         echo "fsync = off"
         cat "$HM_ROOT/regress/heliosmig.conf"
         # PostgreSQL 15.19+ loads only the output plugins listed here.
-        if "$PG_BIN/postgres" --describe-config 2>/dev/null | grep -q '^output_plugin_libraries'; then
+        # (postgres refuses to run as root, even to describe its settings)
+        if hm_as_postgres "$PG_BIN/postgres" --describe-config 2>/dev/null | grep -q '^output_plugin_libraries'; then
             echo "output_plugin_libraries = 'pgoutput, test_decoding, heliosmig'"
         fi
     } >>"$dir/data/postgresql.conf"
