@@ -59,6 +59,9 @@ leftovers=$("$PG_BIN/psql" -X -At -d isolation_regression -c "
     SELECT (SELECT count(*) FROM pg_index WHERE NOT indisvalid)
          + (SELECT count(*) FROM pg_constraint WHERE NOT convalidated)
          + (SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'heliosmig%')
+         + (SELECT count(*) FROM pg_replication_origin WHERE roname LIKE 'heliosmig%')
+         + (SELECT count(*) FROM pg_class WHERE relname LIKE 'ghost\_%'
+                                            AND relnamespace = 'heliosmig'::regnamespace)
          + (SELECT count(*) FROM heliosmig.helios_migrations
              WHERE state NOT IN ('COMPLETED', 'FAILED', 'ROLLED_BACK'))" 2>&1 || true)
 if [ "$leftovers" = "0" ]; then

@@ -8,3 +8,4 @@ SELECT count(*) AS heliosmig_tables FROM pg_class c JOIN pg_namespace n ON n.oid
  WHERE n.nspname = 'heliosmig' AND c.relname ~ '^(ghost|old)_';
 SELECT count(*) AS temp_tables FROM pg_class WHERE relpersistence = 't';
 SELECT count(*) AS slots FROM pg_replication_slots WHERE slot_name LIKE 'heliosmig%';
+SELECT count(*) AS origins FROM pg_replication_origin WHERE roname LIKE 'heliosmig%';
