@@ -170,6 +170,18 @@ SELECT format_type(atttypid, atttypmod) FROM pg_attribute
  WHERE attrelid = 'rw_kinds'::regclass AND attname = 'qty';
 SELECT * FROM rw_leftovers;
 
+-- A table keyed by a replica identity index instead of a primary key.
+SET heliosmig.intercept = off;
+CREATE TABLE rw_coded (code text NOT NULL, n int);
+CREATE UNIQUE INDEX rw_coded_code ON rw_coded (code);
+ALTER TABLE rw_coded REPLICA IDENTITY USING INDEX rw_coded_code;
+INSERT INTO rw_coded SELECT 'c' || g, g FROM generate_series(1, 3000) g;
+RESET heliosmig.intercept;
+SELECT heliosmig.start('ALTER TABLE rw_coded ALTER COLUMN n TYPE bigint', chunk_size => 1000) AS id \gset
+CALL rw_wait(:'id');
+SELECT count(*), sum(n), pg_typeof(min(n)) FROM rw_coded;
+SELECT indisreplident, indisunique, indisprimary FROM pg_index WHERE indrelid = 'rw_coded'::regclass;
+
 -- Refused up front, with the reason.
 \set VERBOSITY terse
 SET heliosmig.intercept = off;
@@ -196,7 +208,7 @@ CALL rw_wait(:'id');
 
 SELECT * FROM rw_leftovers;
 DROP TABLE rw_transfers, rw_accounts, rw_parent, rw_expected, rw_audit, rw_kinds, rw_nokey,
-           rw_parted, rw_viewed CASCADE;
+           rw_parted, rw_viewed, rw_coded CASCADE;
 DROP FUNCTION rw_audit();
 DROP ROLE rw_reader;
 DROP PROCEDURE rw_wait, rw_wait_for;

@@ -3,6 +3,7 @@
 // Both mains are PostgreSQL frames owning no C++ objects; the per-database
 // work runs under pg::run_guarded.
 #include "heliosmig/engine/launcher.hpp"
+#include "heliosmig/engine/cleanup.hpp"
 #include "heliosmig/engine/retention.hpp"
 #include "heliosmig/engine/migration_runner.hpp"
 #include "heliosmig/engine/worker.hpp"
@@ -133,6 +134,7 @@ void heliosmig_database_worker_main(Datum main_arg) {
     pgstat_report_appname("heliosmig database worker");
     heliosmig::pg::run_guarded([] {
         heliosmig::engine::resume_orphaned_migrations();
+        heliosmig::engine::drop_orphaned_streams();
         heliosmig::engine::drop_expired_retained_tables();
     });
     proc_exit(0);

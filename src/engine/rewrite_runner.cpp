@@ -124,11 +124,39 @@ bool ghost_has_key(Oid ghost) {
     });
 }
 
+// A worker that resumes a copy (after a restart, or its predecessor's
+// error) has lost the list of captured transactions the next chunk must see:
+// one its predecessor judged "not copied yet" and recorded as applied may
+// have committed without yet leaving the proc array. Waiting for every
+// transaction running now closes that gap, as slot creation does.
+void wait_for_transactions_running_at_resume(RewriteSession& s) {
+    const int waited = pg::in_worker_transaction([&] {
+        return pg::call([] {
+            Snapshot snapshot = GetLatestSnapshot();
+            const int count = static_cast<int>(snapshot->xcnt);
+            TransactionId* running =
+                static_cast<TransactionId*>(palloc(sizeof(TransactionId) * (count + 1)));
+            memcpy(running, snapshot->xip, sizeof(TransactionId) * count);
+            for (int i = 0; i < count; i++)
+                XactLockTableWait(running[i], nullptr, nullptr, XLTW_None);
+            return count;
+        });
+    });
+    if (waited > 0)
+        pg::in_worker_transaction([&] {
+            catalog::log_event(s.task.id, catalog::LogLevel::Info, "resume_wait",
+                               fmt::format("waited for {} transaction(s) running at resume before "
+                                           "copying on",
+                                           waited));
+        });
+}
+
 RewriteSession& open_session(const catalog::Task& task) {
     if (current && current->task.id == task.id)
         return *current;
     auto s = std::make_unique<RewriteSession>();
     s->task = task;
+    bool resumed_mid_copy = false;
     s->ghost_name = fmt::format("ghost_{}", task.table_oid);
     s->slot = slot_name(task.id);
     s->context = pg::call([] {
@@ -164,6 +192,7 @@ RewriteSession& open_session(const catalog::Task& task) {
                 s->chunks->add_range(key, std::move(snapshot));
             s->next_chunk = stored.number + 1;
         }
+        resumed_mid_copy = s->next_chunk > 0 && !s->chunks->complete();
     });
     // Chunk and apply transactions commit asynchronously: each is atomic
     // with its catalog rows, so a crash loses a suffix of them consistently,
@@ -174,6 +203,8 @@ RewriteSession& open_session(const catalog::Task& task) {
     // the cutover's, whose locks it already holds): none is intercepted.
     pg::call([] { SetConfigOption("heliosmig.intercept", "off", PGC_USERSET, PGC_S_SESSION); });
     current = std::move(s);
+    if (resumed_mid_copy)
+        wait_for_transactions_running_at_resume(*current);
     return *current;
 }
 
@@ -268,6 +299,32 @@ void build_ghost_indexes(RewriteSession& s) {
     s.indexes_built = true;
 }
 
+// A table keyed by a replica identity index (unique, on NOT NULL columns)
+// rather than a primary key: its copy on the ghost becomes the ghost's
+// primary key, which apply uses to find rows. (The cutover matches indexes by
+// definition, not by constraint, so T's index still pairs with it.)
+void promote_ghost_key(RewriteSession& s) {
+    pg::Spi spi;
+    const std::string ghost = std::to_string(s.ghost);
+    if (spi.scalar("SELECT 1 FROM pg_catalog.pg_index WHERE indrelid = $1::oid AND indisprimary",
+                   {ghost}))
+        return;
+    pg::Value index = spi.scalar(
+        "SELECT pg_catalog.quote_ident(c.relname)"
+        "  FROM pg_catalog.pg_index g JOIN pg_catalog.pg_class c ON c.oid = g.indexrelid,"
+        "       pg_catalog.pg_index t"
+        " WHERE g.indrelid = $1::oid AND t.indexrelid = $2::oid AND g.indisunique"
+        "   AND g.indkey::text = t.indkey::text AND g.indclass::text = t.indclass::text"
+        "   AND g.indpred IS NULL AND g.indexprs IS NULL"
+        " ORDER BY g.indexrelid LIMIT 1",
+        {ghost, std::to_string(s.key_index)});
+    if (!index)
+        return; // the key check below says why
+    spi.query(
+        fmt::format("ALTER TABLE heliosmig.{} ADD CONSTRAINT {}_pkey PRIMARY KEY USING INDEX {}",
+                    s.ghost_name, s.ghost_name, *index));
+}
+
 // The ghost: the table's exact physical layout, its indexes and CHECK
 // constraints, then the statement applied to it (it is empty, so this is
 // instant). ACCESS SHARE on the table keeps its descriptor stable; DDL on a
@@ -288,6 +345,7 @@ void create_ghost(RewriteSession& s) {
         return copy;
     });
     pg::execute_utility(reinterpret_cast<Node*>(on_ghost), s.task.statement);
+    promote_ghost_key(s);
     // Apply finds ghost rows by the table's key: the ghost's primary key
     // must stand on the same columns.
     const Oid ghost = s.ghost;

@@ -89,7 +89,10 @@ StartResult start_migration(plan::Statement& st, const plan::MigrationOptions& o
                         fmt::format("classified as {}: {}", record.operation_class, plan.reason));
     if (options.shadow_traffic)
         catalog::log_event(id, catalog::LogLevel::Info, "option",
-                           "shadow traffic applies only to migrations that copy data; ignored");
+                           plan.copies_data
+                               ? "shadow traffic is not built yet; the migration runs without it"
+                               : "shadow traffic applies only to migrations that copy data; "
+                                 "ignored");
 
     if (asynchronous) {
         // A worker acts as the migration's role for as long as the migration

@@ -64,6 +64,9 @@ std::string subcommand_blocker(const Statement& st) {
                         return "adding a serial column in an online rewrite is not supported yet";
             }
         }
+        if (cmd->subtype == AT_SetLogged || cmd->subtype == AT_SetUnLogged ||
+            cmd->subtype == AT_SetAccessMethod)
+            return "changing a table's persistence or access method online is not supported yet";
         if (cmd->subtype == AT_AddConstraint) {
             auto* con = reinterpret_cast<Constraint*>(cmd->def);
             if (con->contype == CONSTR_FOREIGN || con->contype == CONSTR_EXCLUSION)

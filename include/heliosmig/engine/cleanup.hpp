@@ -22,4 +22,11 @@ std::string retained_table_name(Oid table_oid, const std::string& migration_id);
 // using it.
 void remove_migration_artifacts(const std::string& migration_id, Oid table_oid);
 
+// Drops the replication slots and origins of this database named like a
+// migration's that no unfinished migration owns and no process uses: those
+// of a worker that died after its cutover committed but before it dropped
+// them, or of a migration whose catalog row is gone. They would keep WAL
+// and catalog rows forever. Run by the launcher; its own transactions.
+void drop_orphaned_streams();
+
 } // namespace heliosmig::engine
