@@ -52,8 +52,9 @@ hm_cluster_start() {
         echo "fsync = off"
         cat "$HM_ROOT/regress/heliosmig.conf"
         # PostgreSQL 15.19+ loads only the output plugins listed here.
-        # (postgres refuses to run as root, even to describe its settings)
-        if hm_as_postgres "$PG_BIN/postgres" --describe-config 2>/dev/null | grep -q '^output_plugin_libraries'; then
+        # (grep reads to the end: with pipefail, an early exit of grep -q
+        # would fail the pipeline through SIGPIPE)
+        if hm_as_postgres "$PG_BIN/postgres" --describe-config 2>/dev/null | grep '^output_plugin_libraries' >/dev/null; then
             echo "output_plugin_libraries = 'pgoutput, test_decoding, heliosmig'"
         fi
     } >>"$dir/data/postgresql.conf"

@@ -45,6 +45,8 @@ List* strip_options(List* defs, OptionList& found) {
     return kept;
 }
 
+} // namespace
+
 void strip_alter_table_options(AlterTableStmt* stmt, OptionList& found) {
     List* cmds = NIL;
     ListCell* cell;
@@ -65,6 +67,8 @@ void strip_alter_table_options(AlterTableStmt* stmt, OptionList& found) {
                   "Add the change to make, e.g. ALTER TABLE t ADD COLUMN c int, SET "
                   "(migration_mode = 'online').");
 }
+
+namespace {
 
 bool is_table_rename(const RenameStmt* stmt) {
     if (stmt->relationType != OBJECT_TABLE && stmt->renameType != OBJECT_TABLE)

@@ -40,8 +40,24 @@ struct RewriteSession {
     bool indexes_built = false;            // ... and all its other indexes
 };
 
+// The worker's session for the migration: made on first use, from the
+// catalog when the worker resumes one (its chunks, how far changes are
+// applied, whether the ghost has its key). close_session() forgets it.
+RewriteSession& open_session(const catalog::Task& task);
+void close_session();
+
+// Attaches the session to its replication slot if this process does not hold
+// it yet (a resumed worker): decoding continues from the slot.
+void open_stream(RewriteSession& s);
+
 // The statement, parsed again in the current transaction's memory.
 AlterTableStmt* parse_alter(const std::string& sql);
+
+std::string lsn_text(XLogRecPtr lsn);
+
+// Adds the transactions captured since the last call to must_see: every
+// later chunk's snapshot must see them (see snapshot_seeing).
+void note_captured(RewriteSession& s);
 
 struct RoundResult {
     long changes = 0; // captured changes to the table in this round

@@ -49,6 +49,11 @@ Statement parse_statement(const std::string& ddl);
 // migration options are stripped from the copy.
 Statement statement_from_tree(Node* tree, const char* source, int location = 0, int length = 0);
 
+// Takes heliosmig's options out of an ALTER TABLE's SET (...) subcommands
+// (dropping a SET left empty), adding them to found. Errors if nothing but
+// options remains.
+void strip_alter_table_options(AlterTableStmt* stmt, OptionList& found);
+
 // Resolves the target table and checks it can be migrated by the current user:
 // it must exist, be an ordinary or partitioned table, not be temporary, and be
 // owned by the user. Takes no lock.
