@@ -29,9 +29,9 @@ void drop_expired_retained_tables() {
                 spi.query(fmt::format("DROP TABLE IF EXISTS {}", retained.name));
             });
             catalog::forget_retained_table(retained.id);
-            catalog::log_event(retained.id, catalog::LogLevel::Info, "retention",
-                               fmt::format("old storage {} dropped after heliosmig.retention",
-                                           retained.name));
+            catalog::log_event(
+                retained.id, catalog::LogLevel::Info, "retention",
+                fmt::format("old storage {} dropped after heliosmig.retention", retained.name));
         });
     }
 }
