@@ -90,8 +90,8 @@ private:
     TupleTableSlot* ghost_slot_ = nullptr;
     TupleTableSlot* search_slot_ = nullptr;
     TupleTableSlot* found_slot_ = nullptr;
-    static constexpr int kBatchRows = 1000;
-    TupleTableSlot** batch_ = nullptr; // kBatchRows slots of the ghost, made on first use
+    static constexpr int kBatchRows = 100; // about two pages of narrow rows per multi-insert
+    TupleTableSlot** batch_ = nullptr;     // kBatchRows slots of the ghost, made on first use
     int batched_ = 0;
     BulkInsertState bulk_ = nullptr;
 };
