@@ -36,9 +36,6 @@ using catalog::State;
 
 namespace {
 
-constexpr int kCatchUpRounds = 10;
-constexpr long kFewChanges = 100; // few enough to apply under the lock in milliseconds
-
 // A foreign key that PostgreSQL's ALTER would re-validate against the empty
 // table at cutover (it references, or is made of, a column whose type
 // changes): dropped before the ALTER, re-added NOT VALID after, validated
@@ -96,15 +93,6 @@ std::vector<ForeignKey> foreign_keys_on_changed_columns(const RewriteSession& s,
         keys.push_back(std::move(key));
     }
     return keys;
-}
-
-void catch_up(RewriteSession& s) {
-    for (int i = 0; i < kCatchUpRounds; i++) {
-        RoundResult round = pg::in_worker_transaction([&] { return apply_round(s); });
-        finish_round(s, round);
-        if (round.changes < kFewChanges)
-            return;
-    }
 }
 
 // R is created before the lock, from the table's layout as it is now (with

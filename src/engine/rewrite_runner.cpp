@@ -224,6 +224,7 @@ void synchronizing(RewriteSession& s) {
 void validating(RewriteSession& s) {
     if (forced_cutover(s, State::Validating))
         return;
+    catch_up(s);
     const Oid table = s.task.table_oid;
     const Oid ghost = s.ghost;
     int64 table_rows = 0;

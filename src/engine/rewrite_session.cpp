@@ -37,6 +37,8 @@ std::unique_ptr<RewriteSession> current;
 
 constexpr double kConfirmEveryMs = 1000;
 constexpr long kApplyBatchChanges = 100000; // captured changes applied per transaction
+constexpr int kCatchUpRounds = 10;
+constexpr long kFewChanges = 100;
 
 XLogRecPtr parse_lsn(const std::string& text) {
     const char* value = text.c_str();
@@ -249,6 +251,17 @@ void finish_round(RewriteSession& s, const RoundResult& round) {
         decode::confirm(s.applied_upto);
         s.confirmed_upto = s.applied_upto;
         s.confirmed_at_ms = now;
+    }
+}
+
+// Rounds in their own transactions until one brings few changes (at most
+// kCatchUpRounds): few enough to apply in milliseconds under a lock.
+void catch_up(RewriteSession& s) {
+    for (int i = 0; i < kCatchUpRounds; i++) {
+        RoundResult round = pg::in_worker_transaction([&] { return apply_round(s); });
+        finish_round(s, round);
+        if (round.changes < kFewChanges)
+            return;
     }
 }
 

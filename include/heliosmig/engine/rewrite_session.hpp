@@ -71,6 +71,10 @@ struct RoundResult {
 RoundResult apply_round(RewriteSession& session);
 void finish_round(RewriteSession& session, const RoundResult& round);
 
+// Applies what was captured, round after round, until the ghost is nearly
+// caught up: done before taking a lock under which the rest is applied.
+void catch_up(RewriteSession& session);
+
 // The cutover transaction (cutover.cpp): see DESIGN.md "Cutover". Returns
 // whether it committed; false if the migration was rolled back meanwhile.
 bool run_cutover(RewriteSession& session);
