@@ -48,7 +48,7 @@ int build_scan_keys(const CopyKey& key, const Datum* values, StrategyNumber stra
 
 } // namespace
 
-Snapshot snapshot_seeing(const std::vector<TransactionId>& must_see) {
+Snapshot snapshot_seeing(const XidSet& must_see) {
     for (;;) {
         Snapshot snapshot = pg::call([] { return RegisterSnapshot(GetLatestSnapshot()); });
         SnapshotRecord record = SnapshotRecord::of(snapshot);

@@ -18,8 +18,7 @@ SnapshotRecord SnapshotRecord::of(Snapshot snapshot) {
     SnapshotRecord record;
     record.xmin = snapshot->xmin;
     record.xmax = snapshot->xmax;
-    record.running.assign(snapshot->xip, snapshot->xip + snapshot->xcnt);
-    std::sort(record.running.begin(), record.running.end());
+    record.running.insert(snapshot->xip, snapshot->xip + snapshot->xcnt);
     return record;
 }
 
@@ -31,7 +30,7 @@ bool SnapshotRecord::sees(TransactionId xid) const {
         return true;
     if (!TransactionIdPrecedes(xid, xmax))
         return false;
-    return !std::binary_search(running.begin(), running.end(), xid);
+    return !running.contains(xid);
 }
 
 void CopyKey::load(Relation index, MemoryContext context) {

@@ -138,7 +138,8 @@ void copy_one_chunk(RewriteSession& s) {
     });
     s.next_chunk++;
     // Transactions this snapshot sees, every later one sees too.
-    std::erase_if(s.must_see, [&](TransactionId xid) { return chunk.snapshot.sees(xid); });
+    for (auto it = s.must_see.begin(); it != s.must_see.end();)
+        it = chunk.snapshot.sees(*it) ? s.must_see.erase(it) : std::next(it);
     s.chunks->add_range(chunk.last_key, std::move(chunk.snapshot));
 }
 

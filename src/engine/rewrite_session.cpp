@@ -138,8 +138,7 @@ RewriteSession& open_session(const catalog::Task& task) {
             SnapshotRecord snapshot;
             snapshot.xmin = stored.xmin;
             snapshot.xmax = stored.xmax;
-            snapshot.running.assign(stored.running.begin(), stored.running.end());
-            std::sort(snapshot.running.begin(), snapshot.running.end());
+            snapshot.running.insert(stored.running.begin(), stored.running.end());
             Datum* key = stored.last_key ? s->key.from_text(*stored.last_key) : nullptr;
             if (stored.single_key)
                 s->chunks->add_single_key(key, std::move(snapshot));
@@ -179,7 +178,7 @@ void open_stream(RewriteSession& s) {
 void note_captured(RewriteSession& s) {
     const decode::Capture& capture = decode::capture();
     for (int i = s.captured_noted; i < list_length(capture.transactions); i++)
-        s.must_see.push_back(
+        s.must_see.insert(
             static_cast<decode::CapturedTransaction*>(list_nth(capture.transactions, i))->xid);
     s.captured_noted = list_length(capture.transactions);
 }

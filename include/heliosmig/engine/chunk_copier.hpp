@@ -22,7 +22,7 @@ struct CopiedChunk {
 // decoder saw the commit may still see it running. Waits for those on their
 // transaction lock and retakes the snapshot. The snapshot is registered with
 // the current transaction's resource owner; the caller unregisters it.
-Snapshot snapshot_seeing(const std::vector<TransactionId>& must_see);
+Snapshot snapshot_seeing(const XidSet& must_see);
 
 // Copies the rows of about chunk_size keys above `after` (null: from the
 // first) into the ghost, under `snapshot` (see chunk_copier.cpp for how).

@@ -18,11 +18,16 @@ extern "C" {
 #include "utils/snapshot.h"
 }
 
+#include <boost/container/flat_set.hpp>
+
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace heliosmig::engine {
+
+// A set of xids, sorted (binary search; the sets are small).
+using XidSet = boost::container::flat_set<TransactionId>;
 
 // The xids a snapshot saw as running, copied out of the transaction that took
 // it, so the visibility test can run later (and after a restart). Snapshots of
@@ -30,7 +35,7 @@ namespace heliosmig::engine {
 struct SnapshotRecord {
     TransactionId xmin = InvalidTransactionId;
     TransactionId xmax = InvalidTransactionId;
-    std::vector<TransactionId> running;
+    XidSet running;
 
     static SnapshotRecord of(Snapshot snapshot);
     // Whether the committed transaction xid is visible in the snapshot.

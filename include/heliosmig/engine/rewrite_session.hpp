@@ -32,8 +32,8 @@ struct RewriteSession {
     XLogRecPtr applied_upto = InvalidXLogRecPtr;   // captured commits before this are applied
     XLogRecPtr confirmed_upto = InvalidXLogRecPtr; // what the slot was last told
     double confirmed_at_ms = 0;
-    std::vector<TransactionId> must_see; // captured, not yet seen by every snapshot
-    int captured_noted = 0;              // captured transactions already in must_see
+    XidSet must_see;        // captured, not yet seen by every snapshot
+    int captured_noted = 0; // captured transactions already in must_see
     int next_chunk = 0;
     std::vector<std::string> index_recipe; // the ghost's indexes, built after the copy
     bool keyed = false;                    // the ghost has its primary key
