@@ -18,6 +18,7 @@ extern "C" {
 #include "replication/origin.h"
 #include "replication/slot.h"
 #include "replication/snapbuild.h"
+#include "storage/lmgr.h"
 #include "storage/spin.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
@@ -56,6 +57,29 @@ void ensure_capture(Oid relid) {
     active_capture = &the_capture;
 }
 
+// Raw PostgreSQL. Waits for the transactions `committed` sees as committed
+// that the proc array still lists as running.
+void wait_for_committed_but_running(Snapshot committed) {
+    Snapshot latest = GetLatestSnapshot();
+    const uint32 count = latest->xcnt;
+    TransactionId* running =
+        static_cast<TransactionId*>(palloc((count + 1) * sizeof(TransactionId)));
+    memcpy(running, latest->xip, count * sizeof(TransactionId));
+    for (uint32 i = 0; i < count; i++) {
+        const TransactionId xid = running[i];
+        bool seen = TransactionIdPrecedes(xid, committed->xmin);
+        if (!seen && TransactionIdPrecedes(xid, committed->xmax)) {
+            seen = true;
+            for (uint32 j = 0; j < committed->xcnt; j++)
+                if (TransactionIdEquals(committed->xip[j], xid))
+                    seen = false;
+        }
+        if (seen)
+            XactLockTableWait(xid, nullptr, nullptr, XLTW_None);
+    }
+    pfree(running);
+}
+
 } // namespace
 
 // The origin's catalog row is created in its own committed transaction, so a
@@ -91,12 +115,15 @@ XLogRecPtr create_slot(const std::string& name) {
                                              nullptr, nullptr, nullptr);
         DecodingContextFindStartpoint(decoding);
         MemoryContextSwitchTo(old);
-        // Building the initial snapshot makes PostgreSQL wait for transactions
-        // that committed before the consistent point but are still in the
-        // proc array: from here on every new snapshot sees them. The snapshot
-        // itself is not needed (each chunk takes its own).
+        // A transaction whose commit record precedes the consistent point is
+        // never decoded, yet it may still be in the proc array (a synchronous
+        // standby has not answered): a chunk snapshot taken now would not see
+        // it either, and its rows would be lost. The initial snapshot says
+        // which transactions decoding counts as committed; wait for each of
+        // them that a fresh snapshot still lists as running. From then on
+        // every new snapshot sees them all.
         InvalidateCatalogSnapshot();
-        (void)SnapBuildInitialSnapshot(decoding->snapshot_builder);
+        wait_for_committed_but_running(SnapBuildInitialSnapshot(decoding->snapshot_builder));
         const XLogRecPtr consistent = MyReplicationSlot->data.confirmed_flush;
         ReplicationSlotPersist();
         // The full snapshot pinned the data horizon (effective_xmin) for the
@@ -210,9 +237,13 @@ void confirm(XLogRecPtr lsn) {
     });
 }
 
-void release_stream() {
+void release_stream(bool orderly) {
     // After an error inside replay the decoding context is not trustworthy:
     // it is dropped with its memory, never shut down through the plugin.
+    // At an orderly end it is freed properly, which also closes its WAL
+    // segment and removes the reorder buffer's spill files.
+    if (orderly && decoding != nullptr)
+        FreeDecodingContext(decoding);
     decoding = nullptr;
     active_capture = nullptr;
     if (stream_context != nullptr) {

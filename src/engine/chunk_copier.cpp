@@ -129,9 +129,9 @@ CopiedChunk copy_chunk(GhostRows& rows, Oid key_index, const CopyKey& key, const
             if (!table_scan_bitmap_next_block(hscan, page))
                 continue;
             while (table_scan_bitmap_next_tuple(hscan, page, slot)) {
-                // A heap TID the index gave is the root of a HOT chain whose
-                // members share the key: the visible one has a key in range.
-                // Checked anyway, as cheap insurance.
+                // Required, not insurance: a bitmap short of memory turns
+                // pages lossy, and a lossy page yields every visible row on
+                // it, keys outside this chunk included.
                 rows.key_of(slot, row_key);
                 const bool in_range = (after == nullptr || key.compare(row_key, after) > 0) &&
                                       (frame.exhausted || key.compare(row_key, frame.last) <= 0);

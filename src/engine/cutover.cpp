@@ -11,6 +11,7 @@
 #include "heliosmig/catalog/rewrite_store.hpp"
 #include "heliosmig/decode/change_stream.hpp"
 #include "heliosmig/engine/cleanup.hpp"
+#include "heliosmig/engine/ghost_table.hpp"
 #include "heliosmig/engine/lock_retry.hpp"
 #include "heliosmig/engine/relation_clone.hpp"
 #include "heliosmig/engine/rewrite_session.hpp"
@@ -22,10 +23,13 @@
 #include "heliosmig/pg/utility.hpp"
 
 extern "C" {
+#include "access/htup_details.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 }
 
 #include <fmt/format.h>
@@ -60,29 +64,28 @@ std::vector<ForeignKey> foreign_keys_on_changed_columns(const RewriteSession& s,
     std::vector<ForeignKey> keys;
     if (columns.empty())
         return keys;
-    std::string names = "{";
+    // The column names travel as parameters, one each: no literal to quote.
+    std::vector<pg::Value> params{std::to_string(s.task.table_oid)};
+    std::string names = "ARRAY[";
     for (size_t i = 0; i < columns.size(); i++) {
-        std::string quoted = columns[i];
-        size_t pos = 0;
-        while ((pos = quoted.find('"', pos)) != std::string::npos) {
-            quoted.insert(pos, "\\");
-            pos += 2;
-        }
-        names += (i ? ",\"" : "\"") + quoted + "\"";
+        params.emplace_back(columns[i]);
+        names += fmt::format("{}${}::text", i ? ", " : "", i + 2);
     }
-    names += "}";
+    names += "]";
     pg::Spi spi;
     pg::Rows rows = spi.query(
-        "WITH changed AS (SELECT a.attnum FROM pg_catalog.pg_attribute a"
-        "                  WHERE a.attrelid = $1::oid AND a.attname = ANY ($2::text[]))"
-        "SELECT c.conrelid::regclass::text, c.conrelid::text, pg_catalog.quote_ident(c.conname),"
-        "       pg_catalog.pg_get_constraintdef(c.oid), c.convalidated::text"
-        "  FROM pg_catalog.pg_constraint c"
-        " WHERE c.contype = 'f'"
-        "   AND ((c.confrelid = $1::oid AND c.confkey && ARRAY(SELECT attnum FROM changed))"
-        "     OR (c.conrelid = $1::oid AND c.conkey && ARRAY(SELECT attnum FROM changed)))"
-        " ORDER BY c.oid",
-        {std::to_string(s.task.table_oid), names});
+        fmt::format("WITH changed AS (SELECT a.attnum FROM pg_catalog.pg_attribute a"
+                    "                  WHERE a.attrelid = $1::oid AND a.attname = ANY ({}))",
+                    names) +
+            "SELECT c.conrelid::regclass::text, c.conrelid::text, "
+            "pg_catalog.quote_ident(c.conname),"
+            "       pg_catalog.pg_get_constraintdef(c.oid), c.convalidated::text"
+            "  FROM pg_catalog.pg_constraint c"
+            " WHERE c.contype = 'f'"
+            "   AND ((c.confrelid = $1::oid AND c.confkey && ARRAY(SELECT attnum FROM changed))"
+            "     OR (c.conrelid = $1::oid AND c.conkey && ARRAY(SELECT attnum FROM changed)))"
+            " ORDER BY c.oid",
+        params);
     for (const pg::Row& r : rows.rows) {
         ForeignKey key;
         key.table = *r[0];
@@ -115,9 +118,21 @@ Oid prepare_retained_table(RewriteSession& s) {
             clone_indexes_and_checks(table, created);
             return created;
         });
+        keep_autovacuum_away(qualified);
         catalog::set_retained_table(s.task.id, qualified);
         return retained;
     });
+}
+
+// Raw PostgreSQL: the TOAST table of a heap (InvalidOid if none). The
+// caller holds a lock on the heap, so the answer stays true.
+Oid toast_of(Oid heap) {
+    HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(heap));
+    if (!HeapTupleIsValid(tuple))
+        elog(ERROR, "cache lookup failed for relation %u", heap);
+    const Oid toast = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple))->reltoastrelid;
+    ReleaseSysCache(tuple);
+    return toast;
 }
 
 AlterTableStmt* statement_on_table(const RewriteSession& s) {
@@ -134,8 +149,9 @@ AlterTableStmt* statement_on_table(const RewriteSession& s) {
 } // namespace
 
 bool run_cutover(RewriteSession& s) {
-    catch_up(s);
     const Oid retained = prepare_retained_table(s);
+    if (!catch_up(s))
+        return false; // still far behind: try again rather than apply much under the lock
     const Oid table = s.task.table_oid;
     const Oid ghost = s.ghost;
     std::vector<ForeignKey> foreign_keys;
@@ -144,29 +160,32 @@ bool run_cutover(RewriteSession& s) {
     RoundResult round = pg::in_worker_transaction([&] {
         AlterTableStmt* alter = statement_on_table(s);
         foreign_keys = foreign_keys_on_changed_columns(s, alter);
-        // The table's lock is taken like every heliosmig lock: a short
-        // lock_timeout, then let the queue drain, then try again. The
-        // referencing tables whose foreign keys are re-created are locked in
-        // the same attempt, so a busy one cannot hold the table's lock hostage.
+        // Every lock is taken like every heliosmig lock: a short lock_timeout,
+        // then let the queue drain, then try again. G, R and the TOAST tables
+        // first (autovacuum may be working on them: waiting for it must not
+        // happen while the table is locked), then the table, then the
+        // referencing tables whose foreign keys are re-created, so that a
+        // busy one cannot hold the table's lock hostage.
         const double started = now_ms();
+        double locked = 0;
         LockWait wait = run_with_lock_retries(fmt::format("cutover of {}", s.task.table_name), [&] {
             pg::call([&] {
-                LockRelationOid(table, AccessExclusiveLock);
+                for (Oid heap : {ghost, retained, table}) {
+                    LockRelationOid(heap, AccessExclusiveLock);
+                    const Oid toast = toast_of(heap);
+                    if (OidIsValid(toast))
+                        LockRelationOid(toast, AccessExclusiveLock);
+                }
                 for (const ForeignKey& key : foreign_keys)
                     if (key.table_oid != table)
                         LockRelationOid(key.table_oid, AccessExclusiveLock);
             });
+            locked = now_ms();
         });
-        const double locked = now_ms();
-        // Nobody but this worker uses G and R.
-        pg::call([&] {
-            LockRelationOid(ghost, AccessExclusiveLock);
-            LockRelationOid(retained, AccessExclusiveLock);
-        });
-        // Every change committed before the lock is in WAL: apply the tail
+        // Every change committed before the lock is in WAL: apply all of it
         // before the first catalog change of this transaction (decoding reads
         // catalogs with historic snapshots and must not see ours half-done).
-        RoundResult tail = apply_round(s);
+        RoundResult tail = apply_to_end(s);
         {
             pg::Spi spi;
             for (const ForeignKey& key : foreign_keys)
@@ -182,6 +201,9 @@ bool run_cutover(RewriteSession& s) {
             pg::Spi spi;
             spi.query(fmt::format("DROP TABLE heliosmig.{}", s.ghost_name));
             for (const ForeignKey& key : foreign_keys)
+                // pg_get_constraintdef already ends in NOT VALID for a key
+                // that was not validated; a validated one is re-added NOT
+                // VALID here and validated after the commit.
                 spi.query(fmt::format("ALTER TABLE {} ADD CONSTRAINT {} {}{}", key.table, key.name,
                                       key.definition, key.validated ? " NOT VALID" : ""));
         }

@@ -99,6 +99,13 @@ void promote_ghost_key(RewriteSession& s) {
 
 } // namespace
 
+void keep_autovacuum_away(const std::string& qualified_name) {
+    pg::Spi spi;
+    spi.query(fmt::format("ALTER TABLE {} SET (autovacuum_enabled = false, "
+                          "toast.autovacuum_enabled = false)",
+                          qualified_name));
+}
+
 bool ghost_has_key(Oid ghost) {
     return pg::call([&] {
         Relation rel = table_open(ghost, AccessShareLock);
@@ -194,6 +201,7 @@ void create_ghost(RewriteSession& s) {
         rows.close();
     });
     set_aside_ghost_indexes(s);
+    keep_autovacuum_away("heliosmig." + s.ghost_name);
 }
 
 } // namespace heliosmig::engine

@@ -72,7 +72,7 @@ void prepare(const catalog::Task& task, State state) {
     RewriteSession& s = open_session(task);
     // A worker that died while preparing left a partial ghost or slot behind:
     // start preparing from scratch.
-    decode::release_stream();
+    pg::call([] { decode::release_stream(); });
     pg::in_worker_transaction([&] {
         remove_migration_artifacts(task.id, task.table_oid);
         catalog::forget_chunks(task.id);
@@ -225,7 +225,8 @@ void synchronizing(RewriteSession& s) {
 void validating(RewriteSession& s) {
     if (forced_cutover(s, State::Validating))
         return;
-    catch_up(s);
+    if (!catch_up(s))
+        return; // still far behind: the SHARE lock would be held too long
     const Oid table = s.task.table_oid;
     const Oid ghost = s.ghost;
     int64 table_rows = 0;
@@ -234,7 +235,7 @@ void validating(RewriteSession& s) {
     RoundResult round = pg::in_worker_transaction([&] {
         wait = run_with_lock_retries(fmt::format("validation of {}", s.task.table_name),
                                      [&] { pg::call([&] { LockRelationOid(table, ShareLock); }); });
-        RoundResult r = apply_round(s);
+        RoundResult r = apply_to_end(s);
         pg::call([&] {
             CommandCounterIncrement();
             Snapshot snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -284,8 +285,10 @@ void ready(RewriteSession& s) {
 void finish(RewriteSession& s) {
     // The cutover committed asynchronously: make it durable before the slot,
     // which a restarted cutover would need, goes.
-    pg::call([] { XLogFlush(XactLastCommitEnd); });
-    decode::release_stream();
+    pg::call([] {
+        XLogFlush(XactLastCommitEnd);
+        decode::release_stream(true);
+    });
     pg::in_worker_transaction([&] {
         decode::drop_slot_and_origin(s.slot);
         catalog::forget_chunks(s.task.id);
@@ -330,7 +333,7 @@ void run_rewrite_step(const catalog::Task& task, State state) {
 }
 
 bool undo_rewrite(const catalog::Task& task) {
-    decode::release_stream();
+    pg::call([] { decode::release_stream(); });
     close_session();
     pg::in_worker_transaction([&] {
         remove_migration_artifacts(task.id, task.table_oid);

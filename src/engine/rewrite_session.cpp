@@ -9,6 +9,7 @@
 #include "heliosmig/engine/lock_retry.hpp"
 #include "heliosmig/pg/error.hpp"
 #include "heliosmig/plan/statement.hpp"
+#include "heliosmig/pg/spi.hpp"
 #include "heliosmig/pg/transaction.hpp"
 
 extern "C" {
@@ -79,25 +80,30 @@ Oid key_index_of(Oid table) {
 // have committed without yet leaving the proc array. Waiting for every
 // transaction running now closes that gap, as slot creation does.
 void wait_for_transactions_running_at_resume(RewriteSession& s) {
-    const int waited = pg::in_worker_transaction([&] {
-        return pg::call([] {
-            Snapshot snapshot = GetLatestSnapshot();
-            const int count = static_cast<int>(snapshot->xcnt);
-            TransactionId* running =
-                static_cast<TransactionId*>(palloc(sizeof(TransactionId) * (count + 1)));
-            memcpy(running, snapshot->xip, sizeof(TransactionId) * count);
-            for (int i = 0; i < count; i++)
-                XactLockTableWait(running[i], nullptr, nullptr, XLTW_None);
-            return count;
-        });
+    // Prepared transactions are not committed: none of them can be the one
+    // to wait for, and they may stay prepared for a long time.
+    XidSet prepared;
+    XidSet running = pg::in_worker_transaction([&] {
+        pg::Spi spi;
+        for (const pg::Row& row :
+             spi.query("SELECT transaction::text FROM pg_catalog.pg_prepared_xacts").rows)
+            prepared.insert(static_cast<TransactionId>(std::stoul(*row[0])));
+        return SnapshotRecord::of(pg::call([] { return GetLatestSnapshot(); })).running;
     });
-    if (waited > 0)
-        pg::in_worker_transaction([&] {
-            catalog::log_event(s.task.id, catalog::LogLevel::Info, "resume_wait",
-                               fmt::format("waited for {} transaction(s) running at resume before "
-                                           "copying on",
-                                           waited));
-        });
+    for (TransactionId xid : prepared)
+        running.erase(xid);
+    if (running.empty())
+        return;
+    pg::in_worker_transaction([&] {
+        catalog::log_event(s.task.id, catalog::LogLevel::Info, "resume_wait",
+                           fmt::format("waiting for the {} transaction(s) running at resume "
+                                       "before copying on",
+                                       running.size()));
+    });
+    pg::in_worker_transaction([&] {
+        for (TransactionId xid : running)
+            pg::call([&] { XactLockTableWait(xid, nullptr, nullptr, XLTW_None); });
+    });
 }
 
 } // namespace
@@ -198,11 +204,8 @@ AlterTableStmt* parse_alter(const std::string& sql) {
     return alter;
 }
 
-RoundResult apply_round(RewriteSession& s) {
+static RoundResult apply_round_upto(RewriteSession& s, XLogRecPtr upto) {
     RoundResult round;
-    // Flushed first: decoding reads only flushed WAL, and a record that
-    // crossed the flushed end would make it wait for the WAL writer.
-    const XLogRecPtr upto = decode::wal_end(true);
     round.reached = decode::read_changes(upto, kApplyBatchChanges);
     note_captured(s);
     decode::Capture& capture = decode::capture();
@@ -237,6 +240,29 @@ RoundResult apply_round(RewriteSession& s) {
     return round;
 }
 
+RoundResult apply_round(RewriteSession& s) {
+    // Flushed first: decoding reads only flushed WAL, and a record that
+    // crossed the flushed end would make it wait for the WAL writer.
+    return apply_round_upto(s, decode::wal_end(true));
+}
+
+RoundResult apply_to_end(RewriteSession& s) {
+    const XLogRecPtr upto = decode::wal_end(true);
+    RoundResult total;
+    for (;;) {
+        RoundResult round = apply_round_upto(s, upto);
+        total.changes += round.changes;
+        total.applied += round.applied;
+        total.reached = round.reached;
+        if (round.reached >= upto)
+            return total;
+        // Applied in this transaction: the capture may go, the slot is told
+        // after commit (finish_round).
+        decode::clear_capture();
+        s.captured_noted = 0;
+    }
+}
+
 void finish_round(RewriteSession& s, const RoundResult& round) {
     decode::clear_capture();
     s.captured_noted = 0;
@@ -255,13 +281,14 @@ void finish_round(RewriteSession& s, const RoundResult& round) {
 
 // Rounds in their own transactions until one brings few changes (at most
 // kCatchUpRounds): few enough to apply in milliseconds under a lock.
-void catch_up(RewriteSession& s) {
+bool catch_up(RewriteSession& s) {
     for (int i = 0; i < kCatchUpRounds; i++) {
         RoundResult round = pg::in_worker_transaction([&] { return apply_round(s); });
         finish_round(s, round);
         if (round.changes < kFewChanges)
-            return;
+            return true;
     }
+    return false;
 }
 
 } // namespace heliosmig::engine

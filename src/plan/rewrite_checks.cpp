@@ -100,7 +100,11 @@ std::string rewrite_blocker(const Statement& st) {
                               "                  AND (x.indisprimary OR x.indisreplident))::text,"
                               "       c.relreplident::text,"
                               "       EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k"
-                              "                WHERE k.conrelid = c.oid AND k.contype = 'x')::text"
+                              "                WHERE k.conrelid = c.oid AND k.contype = 'x')::text,"
+                              "       (c.relreplident = 'i' AND EXISTS ("
+                              "            SELECT 1 FROM pg_catalog.pg_index p"
+                              "             WHERE p.indrelid = c.oid AND p.indisprimary"
+                              "               AND NOT p.indisreplident))::text"
                               "  FROM pg_catalog.pg_class c WHERE c.oid = $1::oid",
                               {relid})
                         .rows.at(0);
@@ -121,6 +125,12 @@ std::string rewrite_blocker(const Statement& st) {
                            st.table_name);
     if (*table[5] == "true")
         return "online rewrites of tables with exclusion constraints are not supported yet";
+    // Captured old rows carry the replica identity's columns, and the copy
+    // is keyed by the primary key: they must be the same columns.
+    if (*table[6] == "true")
+        return fmt::format("table {} has a primary key and a different replica identity index: "
+                           "online rewrites of such tables are not supported yet",
+                           st.table_name);
 
     // PostgreSQL refuses to change the type of a column that a view, rule,
     // trigger or policy uses; it would say so only at cutover.

@@ -23,8 +23,8 @@ void use_own_origin(const std::string& name, Oid relid);
 
 // Creates the slot and decodes up to its consistent point. Every transaction
 // that committed before that point is visible in any snapshot taken after
-// this returns (PostgreSQL waits for those still leaving the proc array), so
-// the first chunk cannot miss one. Runs its own transaction (no snapshot may
+// this returns (it waits for those still leaving the proc array), so the
+// first chunk cannot miss one. Runs its own transaction (no snapshot may
 // be taken before the slot's initial snapshot): call between transactions.
 // Returns the consistent point.
 XLogRecPtr create_slot(const std::string& name);
@@ -58,9 +58,11 @@ void clear_capture(); // frees the captured changes once applied
 // commit first (the worker commits asynchronously), then saves the slot.
 void confirm(XLogRecPtr lsn);
 
-// Releases the slot and the origin session, if this process holds them
-// (error paths and the end of a migration). Never errors.
-void release_stream();
+// Releases the slot and the origin session, if this process holds them:
+// orderly at the end of a migration, or after an error (then the decoding
+// context is only dropped with its memory). Raw PostgreSQL: call inside
+// pg::call (or from a PostgreSQL error handler).
+void release_stream(bool orderly = false);
 
 // Drops the slot and the origin if they exist; the slot must not be in use by
 // another process. In a transaction (the origin's catalog row).

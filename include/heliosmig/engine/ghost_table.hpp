@@ -16,6 +16,13 @@ void create_ghost(RewriteSession& s);
 
 bool ghost_has_key(Oid ghost);
 
+// Turns autovacuum off for one of the migration's own tables (the ghost, the
+// retained table): a vacuum of the ghost, which takes millions of inserts,
+// could otherwise hold a lock the cutover needs, and neither table is ever
+// read by the application. Their settings are not the table's: reloptions
+// stay with each pg_class row when storage is swapped.
+void keep_autovacuum_away(const std::string& qualified_name);
+
 // The ghost's primary key (needed to apply captured changes), then all its
 // other indexes; each in its own transaction, repeatable after a restart.
 void build_ghost_key(RewriteSession& s);

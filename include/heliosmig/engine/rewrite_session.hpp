@@ -67,13 +67,20 @@ struct RoundResult {
 
 // Flushes WAL, decodes up to its end and applies what was captured to the
 // ghost, in the caller's transaction. The caller commits, then calls
-// finish_round.
+// finish_round. A round stops early once it holds many changes (memory):
+// `reached` then lies before the end.
 RoundResult apply_round(RewriteSession& session);
+
+// Under a lock that keeps writers out: rounds until everything committed
+// before the call is applied, however many changes that is.
+RoundResult apply_to_end(RewriteSession& session);
 void finish_round(RewriteSession& session, const RoundResult& round);
 
 // Applies what was captured, round after round, until the ghost is nearly
 // caught up: done before taking a lock under which the rest is applied.
-void catch_up(RewriteSession& session);
+// False if it is still behind after a few rounds (the caller tries later
+// rather than hold a lock while much is left to apply).
+bool catch_up(RewriteSession& session);
 
 // The cutover transaction (cutover.cpp): see DESIGN.md "Cutover". Returns
 // whether it committed; false if the migration was rolled back meanwhile.
