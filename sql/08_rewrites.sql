@@ -182,6 +182,18 @@ CALL rw_wait(:'id');
 SELECT count(*), sum(n), pg_typeof(min(n)) FROM rw_coded;
 SELECT indisreplident, indisunique, indisprimary FROM pg_index WHERE indrelid = 'rw_coded'::regclass;
 
+-- A composite primary key: chunks end at (a, b) pairs.
+SET heliosmig.intercept = off;
+CREATE TABLE rw_pairs (a int, b text, v int, PRIMARY KEY (a, b));
+INSERT INTO rw_pairs SELECT g % 100, 'k' || (g / 100), g FROM generate_series(1, 20000) g;
+CREATE TABLE rw_pairs_expected AS SELECT a, b, v::bigint AS v FROM rw_pairs;
+RESET heliosmig.intercept;
+SELECT heliosmig.start('ALTER TABLE rw_pairs ALTER COLUMN v TYPE bigint', chunk_size => 777) AS id \gset
+CALL rw_wait(:'id');
+SELECT (SELECT count(*) FROM (SELECT * FROM rw_pairs EXCEPT SELECT * FROM rw_pairs_expected) x) AS unexpected,
+       (SELECT count(*) FROM (SELECT * FROM rw_pairs_expected EXCEPT SELECT * FROM rw_pairs) y) AS missing,
+       (SELECT rows_copied FROM heliosmig.helios_migrations WHERE migration_id = :'id') AS rows_copied;
+
 -- Refused up front, with the reason.
 \set VERBOSITY terse
 SET heliosmig.intercept = off;
@@ -208,7 +220,7 @@ CALL rw_wait(:'id');
 
 SELECT * FROM rw_leftovers;
 DROP TABLE rw_transfers, rw_accounts, rw_parent, rw_expected, rw_audit, rw_kinds, rw_nokey,
-           rw_parted, rw_viewed, rw_coded CASCADE;
+           rw_parted, rw_viewed, rw_coded, rw_pairs, rw_pairs_expected CASCADE;
 DROP FUNCTION rw_audit();
 DROP ROLE rw_reader;
 DROP PROCEDURE rw_wait, rw_wait_for;
