@@ -148,7 +148,6 @@ ApplyResult apply_changes(const decode::Capture& capture, XLogRecPtr from, Ghost
     ListCell* tcell;
     foreach (tcell, capture.transactions) {
         const auto* txn = static_cast<const CapturedTransaction*>(lfirst(tcell));
-        result.transactions.push_back(txn->xid);
         if (txn->commit_lsn < from)
             continue;
         ListCell* ccell;

@@ -10,14 +10,12 @@
 #include "heliosmig/engine/ghost_rows.hpp"
 
 #include <functional>
-#include <vector>
 
 namespace heliosmig::engine {
 
 struct ApplyResult {
-    long applied = 0;                        // changes written to the ghost
-    long skipped = 0;                        // changes the copy already holds, or will read
-    std::vector<TransactionId> transactions; // every captured transaction, applied or not
+    long applied = 0; // changes written to the ghost
+    long skipped = 0; // changes the copy already holds, or will read
 };
 
 // Called when an UPDATE moved a row into a copied range while leaving an
