@@ -39,26 +39,18 @@ std::vector<uint32_t> parse_xids(const std::string& list) {
 
 RewriteSettings load_rewrite_settings(const std::string& id) {
     CatalogWriter reader;
-    pg::Rows rows = reader.query(
-        "SELECT chunk_size::text, throttle_io::text, auto_cutover::text, cutover_requested::text,"
-        "       slot_name, applied_lsn::text, retained_table, rows_copied::text,"
-        "       pg_catalog.array_length(ghost_indexes, 1)::text, cutover_force::text"
-        "  FROM heliosmig.helios_migrations WHERE migration_id = $1::uuid",
-        {id});
+    pg::Rows rows = reader.query("SELECT chunk_size::text, throttle_io::text, applied_lsn::text,"
+                                 "       pg_catalog.array_length(ghost_indexes, 1)::text"
+                                 "  FROM heliosmig.helios_migrations WHERE migration_id = $1::uuid",
+                                 {id});
     RewriteSettings s;
     if (rows.rows.empty())
         return s;
     const pg::Row& r = rows.rows.front();
     s.chunk_size = std::stoi(*r[0]);
     s.throttle_io = std::stoi(*r[1]);
-    s.auto_cutover = *r[2] == "true";
-    s.cutover_requested = *r[3] == "true";
-    s.slot_name = text_or_empty(r[4]);
-    s.applied_lsn = text_or_empty(r[5]);
-    s.retained_table = text_or_empty(r[6]);
-    s.rows_copied = std::stoll(*r[7]);
-    s.cutover_force = *r[9] == "true";
-    if (r[8]) {
+    s.applied_lsn = text_or_empty(r[2]);
+    if (r[3]) {
         pg::Rows statements =
             reader.query("SELECT s FROM heliosmig.helios_migrations m,"
                          "       pg_catalog.unnest(m.ghost_indexes) WITH ORDINALITY AS u(s, n)"
@@ -68,6 +60,22 @@ RewriteSettings load_rewrite_settings(const std::string& id) {
             s.ghost_indexes.push_back(*statement[0]);
     }
     return s;
+}
+
+CutoverRequest load_cutover_request(const std::string& id) {
+    CatalogWriter reader;
+    pg::Rows rows = reader.query("SELECT auto_cutover::text, cutover_requested::text,"
+                                 "       cutover_force::text"
+                                 "  FROM heliosmig.helios_migrations WHERE migration_id = $1::uuid",
+                                 {id});
+    CutoverRequest request;
+    if (rows.rows.empty())
+        return request;
+    const pg::Row& r = rows.rows.front();
+    request.automatic = *r[0] == "true";
+    request.requested = *r[1] == "true";
+    request.force = *r[2] == "true";
+    return request;
 }
 
 void set_slot_name(const std::string& id, const std::string& slot) {

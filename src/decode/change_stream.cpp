@@ -65,18 +65,9 @@ void wait_for_committed_but_running(Snapshot committed) {
     TransactionId* running =
         static_cast<TransactionId*>(palloc((count + 1) * sizeof(TransactionId)));
     memcpy(running, latest->xip, count * sizeof(TransactionId));
-    for (uint32 i = 0; i < count; i++) {
-        const TransactionId xid = running[i];
-        bool seen = TransactionIdPrecedes(xid, committed->xmin);
-        if (!seen && TransactionIdPrecedes(xid, committed->xmax)) {
-            seen = true;
-            for (uint32 j = 0; j < committed->xcnt; j++)
-                if (TransactionIdEquals(committed->xip[j], xid))
-                    seen = false;
-        }
-        if (seen)
-            XactLockTableWait(xid, nullptr, nullptr, XLTW_None);
-    }
+    for (uint32 i = 0; i < count; i++)
+        if (!XidInMVCCSnapshot(running[i], committed))
+            XactLockTableWait(running[i], nullptr, nullptr, XLTW_None);
     pfree(running);
 }
 

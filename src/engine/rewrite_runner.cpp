@@ -195,8 +195,8 @@ void copying(RewriteSession& s) {
 // every captured change under its lock; only the comparison is not made.
 bool forced_cutover(RewriteSession& s, State from) {
     return pg::in_worker_transaction([&] {
-        catalog::RewriteSettings settings = catalog::load_rewrite_settings(s.task.id);
-        if (!settings.cutover_requested || !settings.cutover_force)
+        const catalog::CutoverRequest request = catalog::load_cutover_request(s.task.id);
+        if (!request.requested || !request.force)
             return false;
         return catalog::transition_from(s.task.id, from, State::Cutover,
                                         "forced cutover: validation skipped");
@@ -269,12 +269,12 @@ void validating(RewriteSession& s) {
 void ready(RewriteSession& s) {
     round_in_transaction(s);
     const bool go = pg::in_worker_transaction([&] {
-        catalog::RewriteSettings settings = catalog::load_rewrite_settings(s.task.id);
-        if (!settings.auto_cutover && !settings.cutover_requested)
+        const catalog::CutoverRequest request = catalog::load_cutover_request(s.task.id);
+        if (!request.automatic && !request.requested)
             return false;
         return catalog::transition_from(s.task.id, State::Ready, State::Cutover,
-                                        settings.auto_cutover ? "automatic cutover"
-                                                              : "cutover requested");
+                                        request.automatic ? "automatic cutover"
+                                                          : "cutover requested");
     });
     if (!go)
         pg::sleep_ms(kReadyPollMs);

@@ -13,20 +13,25 @@
 
 namespace heliosmig::catalog {
 
+// What a worker needs to (re)open a rewrite migration's session.
 struct RewriteSettings {
     int chunk_size = 0;
     int throttle_io = 100;
-    bool auto_cutover = true;
-    bool cutover_requested = false;
-    bool cutover_force = false; // requested with force => true: skip validation
-    std::string slot_name;      // empty until the slot exists
-    std::string applied_lsn;    // empty until the first apply
-    std::string retained_table; // empty until cutover
-    int64_t rows_copied = 0;
+    std::string applied_lsn;                // empty until the first apply
     std::vector<std::string> ghost_indexes; // see set_ghost_indexes
 };
 
 RewriteSettings load_rewrite_settings(const std::string& id);
+
+// Whether and how the migration may cut over: polled by the worker while
+// READY, and for a forced cutover while SYNCHRONIZING or VALIDATING.
+struct CutoverRequest {
+    bool automatic = true; // auto_cutover
+    bool requested = false;
+    bool force = false; // requested with force => true: skip validation
+};
+
+CutoverRequest load_cutover_request(const std::string& id);
 
 void set_slot_name(const std::string& id, const std::string& slot);
 void set_applied_lsn(const std::string& id, const std::string& lsn);
